@@ -1,0 +1,196 @@
+// FP32 layers with hand-written backward passes, and the Sequential model that chains them.
+// Layout: activations are NCHW (or (N, features) after Flatten); weights are (OC, C, KH, KW) for
+// convolutions and (out, in) for linear layers, as in PyTorch, so shapes read the same.
+// Not here: training loops, optimizers (train.h), quantization (quant.h).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "lowbit/core.h"
+
+namespace lowbit {
+
+struct Param {
+  std::string name;  // e.g. "weight", "bias"
+  Tensor* value;
+  Tensor* grad;
+};
+
+class Layer {
+ public:
+  virtual ~Layer() = default;
+  virtual std::string type() const = 0;
+  // Output shape for an input shape (batch dimension included); throws Error when they do not fit.
+  virtual Shape output_shape(const Shape& in) const = 0;
+  // out = f(in). `out` is resized by the caller to output_shape(in.shape()).
+  virtual void forward(const Tensor& in, Tensor& out) = 0;
+  // Given dL/dout, accumulates (+=) parameter gradients and writes dL/din when din != nullptr.
+  // `in` and `out` are the tensors of the matching forward call.
+  virtual void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din) = 0;
+  virtual std::vector<Param> params() { return {}; }
+  // Multiply-adds per sample for a per-sample input shape (no batch dimension).
+  virtual int64_t macs(const Shape& /*in*/) const { return 0; }
+  virtual std::string kernel_str() const { return "--"; }
+  // Hyperparameters as JSON ({"type": ..., ...}); make_layer() rebuilds the layer from it.
+  virtual nlohmann::json spec() const { return {{"type", type()}}; }
+  // Initializes parameters (PyTorch's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))).
+  virtual void init(Rng& /*rng*/) {}
+};
+
+class Conv2d : public Layer {
+ public:
+  Conv2d(int in_ch, int out_ch, int kernel, int stride = 1, int pad = 0, bool bias = false);
+  std::string type() const override { return "Conv2d"; }
+  Shape output_shape(const Shape& in) const override;
+  void forward(const Tensor& in, Tensor& out) override;
+  void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din) override;
+  std::vector<Param> params() override;
+  int64_t macs(const Shape& in) const override;
+  std::string kernel_str() const override;
+  nlohmann::json spec() const override;
+  void init(Rng& rng) override;
+
+  int in_ch, out_ch, kernel, stride, pad;
+  bool has_bias;
+  Tensor weight, bias, dweight, dbias;  // (OC, C, K, K), (OC)
+};
+
+class Linear : public Layer {
+ public:
+  Linear(int in_features, int out_features, bool bias = false);
+  std::string type() const override { return "Linear"; }
+  Shape output_shape(const Shape& in) const override;
+  void forward(const Tensor& in, Tensor& out) override;
+  void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din) override;
+  std::vector<Param> params() override;
+  int64_t macs(const Shape& in) const override { (void)in; return int64_t{in_f} * out_f; }
+  nlohmann::json spec() const override;
+  void init(Rng& rng) override;
+
+  int in_f, out_f;
+  bool has_bias;
+  Tensor weight, bias, dweight, dbias;  // (out, in), (out)
+};
+
+enum class ActKind { relu, sigmoid, tanh };
+class Activation : public Layer {
+ public:
+  explicit Activation(ActKind k) : kind(k) {}
+  std::string type() const override;
+  Shape output_shape(const Shape& in) const override { return in; }
+  void forward(const Tensor& in, Tensor& out) override;
+  void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din) override;
+  ActKind kind;
+};
+
+enum class PoolKind { max, avg };
+class Pool2d : public Layer {
+ public:
+  Pool2d(PoolKind k, int kernel_size, int stride_size) : kind(k), kernel(kernel_size), stride(stride_size) {}
+  std::string type() const override { return kind == PoolKind::max ? "MaxPool2d" : "AvgPool2d"; }
+  Shape output_shape(const Shape& in) const override;
+  void forward(const Tensor& in, Tensor& out) override;
+  void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din) override;
+  std::string kernel_str() const override;
+  nlohmann::json spec() const override;
+  PoolKind kind;
+  int kernel, stride;
+};
+
+class Flatten : public Layer {
+ public:
+  std::string type() const override { return "Flatten"; }
+  Shape output_shape(const Shape& in) const override;
+  void forward(const Tensor& in, Tensor& out) override;
+  void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din) override;
+};
+
+// Softmax at the output; during training the loss fuses it (softmax_cross_entropy), so forward is
+// only used for reporting probabilities. Backward is the full softmax Jacobian-vector product.
+class Softmax : public Layer {
+ public:
+  std::string type() const override { return "Softmax"; }
+  Shape output_shape(const Shape& in) const override { return in; }
+  void forward(const Tensor& in, Tensor& out) override;
+  void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din) override;
+};
+
+std::unique_ptr<Layer> make_layer(const nlohmann::json& spec);
+
+class Sequential {
+ public:
+  Sequential() = default;
+  Sequential(Sequential&&) = default;
+  Sequential& operator=(Sequential&&) = default;
+  void add(std::unique_ptr<Layer> layer, std::string name);
+  // Runs every layer, keeping activations for backward. Returns the last output.
+  const Tensor& forward(const Tensor& input);
+  // Backpropagates dL/d(output of layer `end`-1) through layers [0, end); accumulates parameter
+  // gradients. The input gradient is not computed (nothing consumes it).
+  void backward(const Tensor& dout, size_t end);
+  // Number of layers up to the logits: a trailing Softmax is excluded (the loss fuses it).
+  size_t logits_end() const;
+  void zero_grad();
+  void init(uint64_t seed);
+  int64_t num_params();
+  Shape output_shape(const Shape& in) const;  // checks every layer chains
+
+  size_t size() const { return layers_.size(); }
+  Layer& layer(size_t i) { return *layers_[i]; }
+  const Layer& layer(size_t i) const { return *layers_[i]; }
+  const std::string& name(size_t i) const { return names_[i]; }
+  const Tensor& activation(size_t i) const { return acts_[i]; }  // 0 = input, i+1 = output of layer i
+
+  std::string architecture;   // builder name, e.g. "lenet5"
+  Shape input_shape;          // per-sample, e.g. {1, 32, 32}
+
+ private:
+  std::vector<std::unique_ptr<Layer>> layers_;
+  std::vector<std::string> names_;
+  std::vector<Tensor> acts_, grads_;
+};
+
+// Builders. "lenet5": seed 004 (ReLU, max pooling, no bias unless `bias`), 61,470 parameters.
+// "lenet5-classic": sigmoid, average pooling, softmax output.
+Sequential build_model(const std::string& name, bool bias);
+std::vector<std::string> model_names();
+
+// Softmax cross-entropy, mean over the batch. logits (N, C); labels N values in [0, C).
+// Writes dL/dlogits = (softmax - onehot) / N into dlogits when non-null. Returns the mean loss.
+double softmax_cross_entropy(const Tensor& logits, const uint8_t* labels, Tensor* dlogits);
+
+}  // namespace lowbit
+
+namespace lowbit {
+// FP32 model files (safetensors layout, DESIGN.md section 4). Metadata: {"kind": "fp32",
+// "architecture", "input_shape", "layers": [{"name", "spec"}], "extra": caller's JSON}; tensors
+// "<layer>.weight" and "<layer>.bias". Written atomically. Loading rebuilds the layers from their
+// specs and checks every tensor's dtype, shape and values (NaN/Inf rejected).
+void save_model(const std::string& path, Sequential& model, const nlohmann::json& extra = {});
+Sequential load_model(const std::string& path);
+// "fp32" or "quantized" (or Error when the file is not a lowbit model), without building it.
+std::string model_kind(const std::string& path);
+}  // namespace lowbit
+
+namespace lowbit {
+// A torchinfo-style model summary (seed 004, section 1.3.1).
+struct SummaryRow {
+  std::string name, type, kernel;
+  Shape input, output;  // with batch dimension 1
+  int64_t params, macs;
+};
+struct Summary {
+  std::vector<SummaryRow> rows;
+  int64_t total_params = 0, total_macs = 0;
+  double input_mb = 0, activations_mb = 0, params_mb = 0, total_mb = 0;
+};
+Summary summarize(Sequential& model);
+std::string format_summary(const Summary& s);
+nlohmann::json summary_json(const Summary& s);
+// 61470 -> "61,470"
+std::string with_commas(int64_t v);
+}  // namespace lowbit

@@ -1,0 +1,102 @@
+// im2col of u8 images into the packed GEMM layout [K4/4][N][4], AVX2 where it pays: byte-equal
+// to qim2col_u8_ref (contract in kernels/qkernels.h). Also used by the AVX-512 table (the work is
+// shuffles and stores, not arithmetic). Not here: the GEMM, threading.
+//
+// For one k-block (4 consecutive k = 4 kernel taps, possibly of different kernel rows or
+// channels) and one output row y, each tap reads one input row (or a constant: the pad value for
+// rows outside the image, 0 for k >= K). With stride 1 the tap's row is read contiguously, so 16
+// output columns are four 16-byte loads interleaved byte-wise (punpck*bw, then punpck*wd) into
+// 64 packed bytes. Columns whose taps fall into the left/right padding, and strides > 1, take
+// the scalar path.
+#include <immintrin.h>
+
+#include "kernels/qkernels.h"
+
+namespace lowbit {
+
+void qim2col_u8__avx2(const QIm2colArgs& a) {
+  const int oh = qconv_out_size(a.h, a.kh, a.stride, a.pad);
+  const int ow = qconv_out_size(a.w, a.kw, a.stride, a.pad);
+  const int k_real = a.c * a.kh * a.kw;
+  const int nkb = qk4(k_real) / 4;
+  const int64_t n_all = int64_t{a.nb} * oh * ow;
+  alignas(16) uint8_t const_row[4][16];  // source of taps that read a constant
+
+  for (int kb = 0; kb < nkb; ++kb) {
+    int ci[4], ti[4], tj[4];
+    bool real[4];
+    for (int t = 0; t < 4; ++t) {
+      const int k = 4 * kb + t;
+      real[t] = k < k_real;
+      ci[t] = real[t] ? k / (a.kh * a.kw) : 0;
+      ti[t] = real[t] ? (k / a.kw) % a.kh : 0;
+      tj[t] = real[t] ? k % a.kw : 0;
+    }
+    // Output columns x in [x_lo, x_hi) read every tap inside its row (x - pad + tj in [0, w)).
+    int x_lo = 0, x_hi = ow;
+    if (a.stride == 1) {
+      for (int t = 0; t < 4; ++t) {
+        if (!real[t]) continue;
+        if (a.pad - tj[t] > x_lo) x_lo = a.pad - tj[t];
+        if (a.w + a.pad - tj[t] < x_hi) x_hi = a.w + a.pad - tj[t];
+      }
+      if (x_hi < x_lo) x_hi = x_lo;
+    } else {
+      x_lo = x_hi = ow;  // all scalar
+    }
+    uint8_t* out_kb = a.out + kb * n_all * 4;
+    uint8_t cval[4];
+    for (int t = 0; t < 4; ++t) {
+      cval[t] = real[t] ? a.pad_value : uint8_t{0};
+      for (int q = 0; q < 16; ++q) const_row[t][q] = cval[t];
+    }
+
+    for (int b = 0; b < a.nb; ++b) {
+      for (int y = 0; y < oh; ++y) {
+        uint8_t* o = out_kb + (int64_t{b} * oh + y) * ow * 4;
+        // Per tap: its input row and the column of output x = 0 (x*stride + off), or a constant
+        // row read with step 0.
+        const uint8_t* row[4];
+        int off[4], step[4];
+        bool row_ok[4];
+        for (int t = 0; t < 4; ++t) {
+          const int r = y * a.stride - a.pad + ti[t];
+          row_ok[t] = real[t] && r >= 0 && r < a.h;
+          row[t] = row_ok[t] ? a.in + b * a.in_bstride + ci[t] * a.in_cstride + int64_t{r} * a.w
+                             : const_row[t];
+          off[t] = row_ok[t] ? tj[t] - a.pad : 0;
+          step[t] = row_ok[t] ? 1 : 0;
+        }
+        auto scalar = [&](int x) {
+          for (int t = 0; t < 4; ++t) {
+            const int s = x * a.stride + off[t];
+            o[int64_t{x} * 4 + t] = row_ok[t] && s >= 0 && s < a.w ? row[t][s] : cval[t];
+          }
+        };
+        auto load = [&](int t, int x) {
+          return _mm_loadu_si128(reinterpret_cast<const __m128i*>(row[t] + (x + off[t]) * step[t]));
+        };
+        auto simd16 = [&](int x) {  // columns x..x+15, all inside [x_lo, x_hi)
+          const __m128i v0 = load(0, x), v1 = load(1, x), v2 = load(2, x), v3 = load(3, x);
+          const __m128i lo01 = _mm_unpacklo_epi8(v0, v1), hi01 = _mm_unpackhi_epi8(v0, v1);
+          const __m128i lo23 = _mm_unpacklo_epi8(v2, v3), hi23 = _mm_unpackhi_epi8(v2, v3);
+          __m128i* d = reinterpret_cast<__m128i*>(o + int64_t{x} * 4);
+          _mm_storeu_si128(d + 0, _mm_unpacklo_epi16(lo01, lo23));  // columns x..x+3
+          _mm_storeu_si128(d + 1, _mm_unpackhi_epi16(lo01, lo23));  // x+4..x+7
+          _mm_storeu_si128(d + 2, _mm_unpacklo_epi16(hi01, hi23));  // x+8..x+11
+          _mm_storeu_si128(d + 3, _mm_unpackhi_epi16(hi01, hi23));  // x+12..x+15
+        };
+        int x = 0;
+        for (; x < x_lo; ++x) scalar(x);
+        for (; x + 16 <= x_hi; x += 16) simd16(x);
+        if (x < x_hi && x_hi - 16 >= x_lo) {  // ragged end: one overlapping chunk
+          simd16(x_hi - 16);
+          x = x_hi;
+        }
+        for (; x < ow; ++x) scalar(x);
+      }
+    }
+  }
+}
+
+}  // namespace lowbit

@@ -1,0 +1,52 @@
+// FP32 GEMM with a 6x16 register tile (12 ymm accumulators), AVX2 + FMA. Compiled with AVX2 flags
+// only; reached through dispatch. Blocking and packing: sgemm.h.
+#include <immintrin.h>
+
+#include "kernels/sgemm.h"
+
+namespace lowbit {
+
+namespace {
+constexpr int kMr = 6, kNr = 16;
+
+// c[rows x cols] (+)= ap[kc][6] * bp[kc][16] (rows ldb apart); rows <= 6, cols <= 16.
+void ukernel(int kc, const float* ap, const float* bp, int64_t ldb, float* c, int64_t ldc, int rows,
+             int cols, bool accumulate) {
+  __m256 acc[kMr][2];
+  for (int r = 0; r < kMr; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  for (int p = 0; p < kc; ++p) {
+    __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8);
+    for (int r = 0; r < kMr; ++r) {
+      __m256 a = _mm256_broadcast_ss(ap + r);
+      acc[r][0] = _mm256_fmadd_ps(a, b0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(a, b1, acc[r][1]);
+    }
+    ap += kMr;
+    bp += ldb;
+  }
+  if (cols == kNr) {
+    for (int r = 0; r < rows; ++r) {
+      float* cr = c + r * ldc;
+      __m256 c0 = acc[r][0], c1 = acc[r][1];
+      if (accumulate) {
+        c0 = _mm256_add_ps(c0, _mm256_loadu_ps(cr));
+        c1 = _mm256_add_ps(c1, _mm256_loadu_ps(cr + 8));
+      }
+      _mm256_storeu_ps(cr, c0);
+      _mm256_storeu_ps(cr + 8, c1);
+    }
+    return;
+  }
+  alignas(32) float tile[kNr];
+  for (int r = 0; r < rows; ++r) {
+    float* cr = c + r * ldc;
+    _mm256_store_ps(tile, acc[r][0]);
+    _mm256_store_ps(tile + 8, acc[r][1]);
+    for (int j = 0; j < cols; ++j) cr[j] = accumulate ? cr[j] + tile[j] : tile[j];
+  }
+}
+}  // namespace
+
+void sgemm_6x16__avx2(const SgemmArgs& g) { sgemm_blocked(g, kMr, kNr, ukernel); }
+
+}  // namespace lowbit

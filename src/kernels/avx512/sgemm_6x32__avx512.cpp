@@ -1,0 +1,57 @@
+// FP32 GEMM with a 6x32 register tile (12 zmm accumulators), AVX-512F. Compiled with AVX-512 flags
+// only; reached through dispatch. Blocking and packing: sgemm.h.
+#include <immintrin.h>
+
+#include "kernels/sgemm.h"
+
+namespace lowbit {
+
+namespace {
+constexpr int kMr = 6, kNr = 32;
+
+// c[rows x cols] (+)= ap[kc][6] * bp[kc][32] (rows ldb apart); rows <= 6, cols <= 32.
+void ukernel(int kc, const float* ap, const float* bp, int64_t ldb, float* c, int64_t ldc, int rows,
+             int cols, bool accumulate) {
+  __m512 acc[kMr][2];
+  for (int r = 0; r < kMr; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  for (int p = 0; p < kc; ++p) {
+    __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16);
+    for (int r = 0; r < kMr; ++r) {
+      __m512 a = _mm512_set1_ps(ap[r]);
+      acc[r][0] = _mm512_fmadd_ps(a, b0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(a, b1, acc[r][1]);
+    }
+    ap += kMr;
+    bp += ldb;
+  }
+  if (cols == kNr) {
+    for (int r = 0; r < rows; ++r) {
+      float* cr = c + r * ldc;
+      __m512 c0 = acc[r][0], c1 = acc[r][1];
+      if (accumulate) {
+        c0 = _mm512_add_ps(c0, _mm512_loadu_ps(cr));
+        c1 = _mm512_add_ps(c1, _mm512_loadu_ps(cr + 16));
+      }
+      _mm512_storeu_ps(cr, c0);
+      _mm512_storeu_ps(cr + 16, c1);
+    }
+    return;
+  }
+  __mmask16 m0 = static_cast<__mmask16>(cols >= 16 ? 0xFFFF : (1u << cols) - 1);
+  __mmask16 m1 = static_cast<__mmask16>(cols <= 16 ? 0 : (1u << (cols - 16)) - 1);
+  for (int r = 0; r < rows; ++r) {
+    float* cr = c + r * ldc;
+    __m512 c0 = acc[r][0], c1 = acc[r][1];
+    if (accumulate) {
+      c0 = _mm512_add_ps(c0, _mm512_maskz_loadu_ps(m0, cr));
+      c1 = _mm512_add_ps(c1, _mm512_maskz_loadu_ps(m1, cr + 16));
+    }
+    _mm512_mask_storeu_ps(cr, m0, c0);
+    _mm512_mask_storeu_ps(cr + 16, m1, c1);
+  }
+}
+}  // namespace
+
+void sgemm_6x32__avx512(const SgemmArgs& g) { sgemm_blocked(g, kMr, kNr, ukernel); }
+
+}  // namespace lowbit

@@ -1,0 +1,100 @@
+// Chooses the instruction set once (cpuid, or LOWBIT_ISA) and hands out kernel tables.
+#include "kernels/dispatch.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <initializer_list>
+
+#include "kernels/qkernels.h"
+#include "kernels/sgemm.h"
+
+namespace lowbit {
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::ref: return "ref";
+    case Isa::avx2: return "avx2";
+    case Isa::avx512: return "avx512";
+  }
+  return "?";
+}
+
+bool cpu_supports(Isa isa) {
+  switch (isa) {
+    case Isa::ref: return true;
+    case Isa::avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case Isa::avx512:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+             __builtin_cpu_supports("avx512vnni");
+  }
+  return false;
+}
+
+Isa best_isa() {
+  if (cpu_supports(Isa::avx512)) return Isa::avx512;
+  if (cpu_supports(Isa::avx2)) return Isa::avx2;
+  return Isa::ref;
+}
+
+static KernelTable make_table(Isa isa) {
+  KernelTable t{};
+  t.isa = isa;
+  switch (isa) {
+    case Isa::ref: t.sgemm = sgemm_ref; break;
+    case Isa::avx2: t.sgemm = sgemm_6x16__avx2; break;
+    case Isa::avx512: t.sgemm = sgemm_6x32__avx512; break;
+  }
+  // ---- int8 kernels (engine) ----
+  t.qpack_u8 = qpack_u8_ref;
+  t.qavgpool2x2_u8 = qavgpool2x2_u8_ref;
+  t.qquantize_f32_u8 = qquantize_f32_u8_ref;
+  switch (isa) {
+    case Isa::ref:
+      t.qgemm_u8s8 = qgemm_u8s8_ref;
+      t.qim2col_u8 = qim2col_u8_ref;
+      t.qmaxpool2x2_u8 = qmaxpool2x2_u8_ref;
+      break;
+    case Isa::avx2:
+      t.qgemm_u8s8 = qgemm_u8s8_2x16__avx2;
+      t.qim2col_u8 = qim2col_u8__avx2;
+      t.qmaxpool2x2_u8 = qmaxpool2x2_u8__avx2;
+      break;
+    case Isa::avx512:
+      t.qgemm_u8s8 = qgemm_u8s8_6x64__avx512vnni;
+      t.qim2col_u8 = qim2col_u8__avx2;
+      t.qmaxpool2x2_u8 = qmaxpool2x2_u8__avx2;
+      break;
+  }
+  // ---- end of int8 kernels ----
+  return t;
+}
+
+const KernelTable* kernels_for(Isa isa) {
+  static const KernelTable tables[3] = {make_table(Isa::ref), make_table(Isa::avx2),
+                                        make_table(Isa::avx512)};
+  return cpu_supports(isa) ? &tables[static_cast<int>(isa)] : nullptr;
+}
+
+static Isa choose_isa() {
+  const char* env = std::getenv("LOWBIT_ISA");
+  if (!env || !*env) return best_isa();
+  for (Isa isa : {Isa::ref, Isa::avx2, Isa::avx512}) {
+    if (std::strcmp(env, isa_name(isa)) != 0) continue;
+    if (cpu_supports(isa)) return isa;
+    std::fprintf(stderr, "lowbit: warning: LOWBIT_ISA=%s is not supported by this CPU; using %s\n",
+                 env, isa_name(best_isa()));
+    return best_isa();
+  }
+  std::fprintf(stderr, "lowbit: warning: LOWBIT_ISA=%s is unknown (ref, avx2, avx512); using %s\n",
+               env, isa_name(best_isa()));
+  return best_isa();
+}
+
+const KernelTable& kernels() {
+  static const KernelTable* table = kernels_for(choose_isa());
+  return *table;
+}
+
+}  // namespace lowbit

@@ -1,0 +1,51 @@
+// The one place where an instruction set is chosen (STYLE.md rule 3). Kernels live in
+// src/kernels/{ref,avx2,avx512}/ and are reached only through the table returned by kernels().
+// LOWBIT_ISA=ref|avx2|avx512 forces one (for tests); naming one this CPU lacks falls back to the
+// best available and says so once on stderr.
+#pragma once
+
+#include <cstdint>
+
+namespace lowbit {
+
+enum class Isa { ref = 0, avx2 = 1, avx512 = 2 };
+const char* isa_name(Isa isa);
+bool cpu_supports(Isa isa);
+Isa best_isa();  // best this CPU supports, ignoring LOWBIT_ISA
+
+// C[m, n] (+)= A[m, k] * B[k, n], with general strides: A(i, p) = A[i * rs_a + p * cs_a],
+// B(p, j) = B[p * rs_b + j * cs_b], C(i, j) = C[i * ldc + j]. Overwrites C unless accumulate.
+// No threading inside: callers split work across threads.
+struct SgemmArgs {
+  int m, n, k;
+  const float* a;
+  int64_t rs_a, cs_a;
+  const float* b;
+  int64_t rs_b, cs_b;
+  float* c;
+  int64_t ldc;
+  bool accumulate;
+};
+using SgemmFn = void (*)(const SgemmArgs&);
+
+struct KernelTable {
+  Isa isa;
+  SgemmFn sgemm;
+  // ---- int8 kernels (engine) are added below this line ----
+  // Integer kernels: contracts and argument structs in kernels/qkernels.h (the elaborated
+  // `struct X` names declare those structs here without including that header).
+  void (*qgemm_u8s8)(const struct QGemmArgs& a);
+  void (*qim2col_u8)(const struct QIm2colArgs& a);
+  void (*qpack_u8)(const uint8_t* x, int64_t rs, int64_t cs, int k, int n, uint8_t* out);
+  void (*qmaxpool2x2_u8)(const uint8_t* in, int64_t planes, int h, int w, uint8_t* out);
+  void (*qavgpool2x2_u8)(const uint8_t* in, int64_t planes, int h, int w, uint8_t* out);
+  void (*qquantize_f32_u8)(const float* x, int64_t n, const struct QQuantizeArgs& p, uint8_t* out);
+};
+
+// The table for the active ISA (LOWBIT_ISA or best available), chosen once.
+const KernelTable& kernels();
+// The table for a given ISA, for tests and benchmarks that compare every ISA with ref.
+// Returns nullptr when this CPU lacks it.
+const KernelTable* kernels_for(Isa isa);
+
+}  // namespace lowbit

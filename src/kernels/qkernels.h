@@ -1,0 +1,121 @@
+// The integer (u8 activation x s8 weight) kernels of the inference engine: argument structs,
+// the function types held by KernelTable (dispatch.h), and every ISA's implementation.
+// The *_ref functions are the specification and the test oracle; the SIMD versions agree with
+// them bit for bit. Not here: choosing an ISA (dispatch.h), the scalar requantization functions
+// (ref/requant_ref.h), layers or planning (src/engine). No kernel allocates or threads: callers
+// split work across threads (e.g. by rows of M or by column ranges of N).
+//
+// Engine conventions:
+//  - Activations are u8, u = q + 128 (q the model's int8 value), so u8 order is q order. Zero
+//    points and clamp bounds given to kernels are in this u8 domain. Weights are int8.
+//  - A convolution is a GEMM on an im2col matrix: C[M = out channels][N = output pixels (of one
+//    or several images), or batch images for a linear layer] = W[M][K] * X[K][N].
+//  - X is PACKED as [K4/4][N][4], K4 = qk4(K): X(k, n) is byte (k/4)*N*4 + n*4 + k%4, so the
+//    four consecutive k of one column n are contiguous (what vpdpbusd consumes). Rows K..K4-1 of
+//    X may hold anything because W's padded columns are zero.
+//  - acc[m][n] = sum_k W[m][k] * X[k][n] + bias_eff[m] in int32, where
+//    bias_eff[m] = bias[m] - z_in_u * sum_k W[m][k] (qbias_eff). The caller keeps
+//    |bias_eff| + 255*128*K < 2^31; beyond that every ISA wraps modulo 2^32 identically.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/ref/requant_ref.h"
+
+namespace lowbit {
+
+// K rounded up to a multiple of 4: the depth of packed X and the minimal row stride of W.
+inline int qk4(int k) { return (k + 3) & ~3; }
+
+// C = W * X (+ bias_eff), then requantized to u8 or written as raw int32.
+// w: W(i, p) = w[i * ldw + p] for i < m, p < qk4(k); ldw >= qk4(k); W(i, p) = 0 for p >= k.
+// x: packed [qk4(k)/4][n][4] u8. bias: [m] bias_eff, never null.
+// Output element C(i, j) lives at  out + i * ldc + (j / cols_per_image) * ldc_image
+//                                        + j % cols_per_image
+// so that N may span several images of an NCHW tensor (cols_per_image = OH*OW, ldc = OH*OW,
+// ldc_image = M*OH*OW), or a plain matrix (cols_per_image = 0 means n: out + i*ldc + j), or
+// batch-major logits (cols_per_image = 1, ldc = 1, ldc_image = M gives out[j][i]).
+// c_i32 non-null: writes acc + bias (no requant); else writes requantize_ref(acc + bias, *rq,
+// variant, i) to c_u8. m, n >= 1, k >= 1.
+struct QGemmArgs {
+  int m = 0, n = 0, k = 0;
+  const int8_t* w = nullptr;
+  int64_t ldw = 0;
+  const uint8_t* x = nullptr;
+  const int32_t* bias = nullptr;
+  int64_t ldc = 0;
+  int cols_per_image = 0;
+  int64_t ldc_image = 0;
+  uint8_t* c_u8 = nullptr;
+  int32_t* c_i32 = nullptr;
+  const RequantParams* rq = nullptr;
+  RequantVariant variant = RequantVariant::fixedpoint;
+};
+using QGemmFn = void (*)(const QGemmArgs&);
+
+// im2col of u8 images straight into the packed layout.
+// in: image b (b < nb), channel c: plane at in + b * in_bstride + c * in_cstride, h rows of w
+//     contiguous u8 (NCHW: in_bstride = c*h*w, in_cstride = h*w).
+// out: packed [qk4(K)/4][N][4] with K = c*kh*kw, k = (ci*kh + i)*kw + j, N = nb*oh*ow,
+//      column n = (b*oh + y)*ow + x, oh = (h + 2*pad - kh)/stride + 1 (likewise ow).
+// X(k, n) = in(b, ci, y*stride - pad + i, x*stride - pad + j), or pad_value (the input zero
+// point, u8) outside the image; rows k >= K are written as 0.
+struct QIm2colArgs {
+  const uint8_t* in = nullptr;
+  int nb = 1, c = 1, h = 0, w = 0;
+  int64_t in_bstride = 0, in_cstride = 0;
+  int kh = 1, kw = 1, stride = 1, pad = 0;
+  uint8_t pad_value = 128;
+  uint8_t* out = nullptr;
+};
+using QIm2colFn = void (*)(const QIm2colArgs&);
+inline int qconv_out_size(int in, int kernel, int stride, int pad) {
+  return (in + 2 * pad - kernel) / stride + 1;
+}
+
+// Packs a plain u8 matrix X(p, j) = x[p * rs + j * cs] (p < k, j < n) into [qk4(k)/4][n][4];
+// rows k..qk4(k)-1 are written as 0. Linear layers: X[K][batch] (rs = n, cs = 1) or the
+// batch-major activations [batch][K] (rs = 1, cs = K).
+using QPackFn = void (*)(const uint8_t* x, int64_t rs, int64_t cs, int k, int n, uint8_t* out);
+
+// 2x2 pooling, stride 2, on `planes` contiguous h x w u8 planes (NCHW: planes = N*C); out holds
+// planes of (h/2) x (w/2) (odd sizes drop the last row/column).
+//  max: max of the four u8 values (u8 order = q order).
+//  avg: the integer sum of the four q = u - 128 values divided by 4, rounded to nearest with
+//       ties away from zero (as TFLite's int8 AveragePool), stored back as u8:
+//       out = 128 + rdiv4(u0 + u1 + u2 + u3 - 512). Zero points are unchanged by pooling.
+using QPool2x2Fn = void (*)(const uint8_t* in, int64_t planes, int h, int w, uint8_t* out);
+
+// Input quantization: out[i] = clamp(round_half_even(x[i] / scale) + z_u, lo_u, hi_u), the
+// division in IEEE float32; NaN maps to z_u (clamped). scale finite > 0.
+struct QQuantizeArgs {
+  float scale = 1.0f;
+  int32_t z_u = 128, lo_u = 0, hi_u = 255;
+};
+using QQuantizeFn = void (*)(const float* x, int64_t n, const QQuantizeArgs& p, uint8_t* out);
+
+// ---- preparation helpers (not kernels: called once when a model is loaded) ----
+// Copies W[m][k] (row stride ldw_in) into out[m][qk4(k)], zero-filling the padded columns.
+void qpad_weights_s8(const int8_t* w, int m, int k, int64_t ldw_in, int8_t* out);
+// bias_eff[i] = bias[i] - z_in_u * sum_p W[i][p] (bias may be null = 0). Throws lowbit::Error
+// naming `what` when a value does not fit int32 or 255*128*k + |bias_eff| reaches 2^31.
+void qbias_eff(const int8_t* w, int m, int k, int64_t ldw, const int32_t* bias, int32_t z_in_u,
+               int32_t* bias_eff, const char* what);
+
+// ---- implementations (reach them through kernels(); listed for tests and benchmarks) ----
+void qgemm_u8s8_ref(const QGemmArgs& a);
+void qgemm_u8s8_2x16__avx2(const QGemmArgs& a);
+void qgemm_u8s8_6x64__avx512vnni(const QGemmArgs& a);
+
+void qim2col_u8_ref(const QIm2colArgs& a);
+void qim2col_u8__avx2(const QIm2colArgs& a);  // also used by the avx512 table
+
+void qpack_u8_ref(const uint8_t* x, int64_t rs, int64_t cs, int k, int n, uint8_t* out);
+
+void qmaxpool2x2_u8_ref(const uint8_t* in, int64_t planes, int h, int w, uint8_t* out);
+void qavgpool2x2_u8_ref(const uint8_t* in, int64_t planes, int h, int w, uint8_t* out);
+void qmaxpool2x2_u8__avx2(const uint8_t* in, int64_t planes, int h, int w, uint8_t* out);
+
+void qquantize_f32_u8_ref(const float* x, int64_t n, const QQuantizeArgs& p, uint8_t* out);
+
+}  // namespace lowbit

@@ -1,0 +1,36 @@
+// FP32 GEMM kernels: a naive reference and blocked AVX2 / AVX-512 versions.
+// All share SgemmArgs (dispatch.h). The SIMD drivers pack A into MR-row panels and B into
+// NR-column panels (sgemm_pack.cpp, generic code) and call an MR x NR register-tile micro-kernel.
+#pragma once
+
+#include "kernels/dispatch.h"
+
+namespace lowbit {
+
+void sgemm_ref(const SgemmArgs& g);
+void sgemm_6x16__avx2(const SgemmArgs& g);
+void sgemm_6x32__avx512(const SgemmArgs& g);
+
+// Blocking shared by the SIMD drivers: K in slices of kSgemmKc, N in slices of kSgemmNc.
+constexpr int kSgemmKc = 256;
+constexpr int kSgemmNc = 2048;
+
+// Packs A(i0.., p0..) [mc x kc] into panels of mr rows: out[panel][p][r], zero-padded rows.
+void sgemm_pack_a(const SgemmArgs& g, int i0, int mc, int p0, int kc, int mr, float* out);
+// Packs B(p0.., j0..) [kc x nc] into panels of nr columns: out[panel][p][c], zero-padded columns.
+void sgemm_pack_b(const SgemmArgs& g, int p0, int kc, int j0, int nc, int nr, float* out);
+
+// Thread-local scratch for packing, grown on demand (not inside micro-kernels).
+float* sgemm_scratch_a(int64_t floats);
+float* sgemm_scratch_b(int64_t floats);
+
+}  // namespace lowbit
+
+namespace lowbit {
+// c[rows x cols] (+)= ap[kc][mr] * b[kc][nr], the register tile of a SIMD GEMM. Rows of b are
+// ldb floats apart: nr for a packed panel, or B's own row stride when B is read in place.
+using SgemmUkernel = void (*)(int kc, const float* ap, const float* b, int64_t ldb, float* c,
+                              int64_t ldc, int rows, int cols, bool accumulate);
+// The blocked driver shared by the SIMD versions: packs and walks the tiles.
+void sgemm_blocked(const SgemmArgs& g, int mr, int nr, SgemmUkernel ukernel);
+}  // namespace lowbit

@@ -1,0 +1,93 @@
+// Packing for the blocked FP32 GEMM (generic C++, no ISA flags).
+#include <algorithm>
+#include <cstdlib>
+#include <memory>
+
+#include "kernels/sgemm.h"
+#include "lowbit/core.h"
+
+namespace lowbit {
+
+void sgemm_pack_a(const SgemmArgs& g, int i0, int mc, int p0, int kc, int mr, float* out) {
+  for (int ip = 0; ip < mc; ip += mr) {
+    int rows = mc - ip < mr ? mc - ip : mr;
+    for (int p = 0; p < kc; ++p) {
+      const float* src = g.a + (p0 + p) * g.cs_a + (i0 + ip) * g.rs_a;
+      for (int r = 0; r < rows; ++r) out[r] = src[r * g.rs_a];
+      for (int r = rows; r < mr; ++r) out[r] = 0.0f;
+      out += mr;
+    }
+  }
+}
+
+void sgemm_pack_b(const SgemmArgs& g, int p0, int kc, int j0, int nc, int nr, float* out) {
+  for (int jp = 0; jp < nc; jp += nr) {
+    int cols = nc - jp < nr ? nc - jp : nr;
+    for (int p = 0; p < kc; ++p) {
+      const float* src = g.b + (p0 + p) * g.rs_b + (j0 + jp) * g.cs_b;
+      if (g.cs_b == 1) {
+        for (int c = 0; c < cols; ++c) out[c] = src[c];
+      } else {
+        for (int c = 0; c < cols; ++c) out[c] = src[c * g.cs_b];
+      }
+      for (int c = cols; c < nr; ++c) out[c] = 0.0f;
+      out += nr;
+    }
+  }
+}
+
+namespace {
+struct Scratch {
+  std::unique_ptr<float[], AlignedFree> buf;
+  int64_t size = 0;
+  float* get(int64_t floats) {
+    if (floats > size) {
+      size_t bytes = (static_cast<size_t>(floats) * sizeof(float) + 63) / 64 * 64;
+      buf.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
+      if (!buf) throw Error("out of memory for GEMM packing buffers");
+      size = floats;
+    }
+    return buf.get();
+  }
+};
+thread_local Scratch tl_a, tl_b;
+}  // namespace
+
+float* sgemm_scratch_a(int64_t floats) { return tl_a.get(floats); }
+float* sgemm_scratch_b(int64_t floats) { return tl_b.get(floats); }
+
+void sgemm_blocked(const SgemmArgs& g, int mr, int nr, SgemmUkernel ukernel) {
+  if (g.m <= 0 || g.n <= 0) return;
+  if (g.k <= 0) {
+    if (!g.accumulate)
+      for (int i = 0; i < g.m; ++i) std::fill(g.c + i * g.ldc, g.c + i * g.ldc + g.n, 0.0f);
+    return;
+  }
+  int m_panels = (g.m + mr - 1) / mr;
+  for (int jc = 0; jc < g.n; jc += kSgemmNc) {
+    int nc = std::min(kSgemmNc, g.n - jc);
+    int n_panels = (nc + nr - 1) / nr;
+    for (int pc = 0; pc < g.k; pc += kSgemmKc) {
+      int kc = std::min(kSgemmKc, g.k - pc);
+      // B is read in place when its rows are contiguous; only a ragged last panel is packed.
+      const bool in_place = g.cs_b == 1;
+      const int packed_from = in_place ? nc / nr * nr : 0;
+      float* bp = sgemm_scratch_b(int64_t{n_panels} * nr * kc);
+      float* ap = sgemm_scratch_a(int64_t{m_panels} * mr * kc);
+      if (packed_from < nc) sgemm_pack_b(g, pc, kc, jc + packed_from, nc - packed_from, nr, bp);
+      sgemm_pack_a(g, 0, g.m, pc, kc, mr, ap);
+      bool acc = g.accumulate || pc > 0;
+      for (int jr = 0; jr < n_panels; ++jr) {
+        int j = jr * nr, cols = std::min(nr, nc - j);
+        const float* b = j >= packed_from ? bp + int64_t{(j - packed_from) / nr} * nr * kc : g.b + pc * g.rs_b + jc + j;
+        int64_t ldb = j >= packed_from ? nr : g.rs_b;
+        for (int ir = 0; ir < m_panels; ++ir) {
+          int rows = std::min(mr, g.m - ir * mr);
+          ukernel(kc, ap + int64_t{ir} * mr * kc, b, ldb, g.c + int64_t{ir} * mr * g.ldc + jc + j, g.ldc, rows, cols, acc);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace lowbit

@@ -1,0 +1,231 @@
+// Conv2d: forward and backward as GEMMs over an im2col matrix.
+// Forward, per tile of images: col[K = C*KH*KW, T*P] (P = OH*OW), out[OC, T*P] = W[OC, K] * col.
+// Backward: dW[OC, K] += dout[OC, T*P] * col^T; dcol[K, T*P] = W^T * dout, then col2im.
+// Threads split the batch; each keeps its own dW, summed afterwards in thread order.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "kernels/dispatch.h"
+#include "lowbit/nn.h"
+#include "nn/parallel.h"
+
+namespace lowbit {
+
+namespace {
+
+struct Geometry {
+  int c, h, w, k, stride, pad, oh, ow;
+  int p() const { return oh * ow; }
+  int kdim() const { return c * k * k; }
+};
+
+// col[(c, ky, kx), t * P + (oy, ox)] for images x[0..t); padding reads as 0. ld = row length.
+void im2col(const Geometry& g, const float* x, int t, float* col, int64_t ld) {
+  int P = g.p();
+  for (int ci = 0; ci < g.c; ++ci)
+    for (int ky = 0; ky < g.k; ++ky)
+      for (int kx = 0; kx < g.k; ++kx) {
+        float* row = col + ((int64_t{ci} * g.k + ky) * g.k + kx) * ld;
+        for (int n = 0; n < t; ++n) {
+          const float* plane = x + (int64_t{n} * g.c + ci) * g.h * g.w;
+          float* dst = row + int64_t{n} * P;
+          for (int oy = 0; oy < g.oh; ++oy) {
+            int iy = oy * g.stride - g.pad + ky;
+            float* d = dst + oy * g.ow;
+            if (iy < 0 || iy >= g.h) {
+              std::fill(d, d + g.ow, 0.0f);
+              continue;
+            }
+            const float* srow = plane + iy * g.w;
+            if (g.stride == 1 && g.pad == 0) {  // the whole output row reads one input run
+              std::copy_n(srow + kx, g.ow, d);
+              continue;
+            }
+            for (int ox = 0; ox < g.ow; ++ox) {
+              int ix = ox * g.stride - g.pad + kx;
+              d[ox] = (ix >= 0 && ix < g.w) ? srow[ix] : 0.0f;
+            }
+          }
+        }
+      }
+}
+
+// The adjoint of im2col: dx[images 0..t) += scattered dcol.
+void col2im(const Geometry& g, const float* col, int t, int64_t ld, float* dx) {
+  int P = g.p();
+  for (int ci = 0; ci < g.c; ++ci)
+    for (int ky = 0; ky < g.k; ++ky)
+      for (int kx = 0; kx < g.k; ++kx) {
+        const float* row = col + ((int64_t{ci} * g.k + ky) * g.k + kx) * ld;
+        for (int n = 0; n < t; ++n) {
+          float* plane = dx + (int64_t{n} * g.c + ci) * g.h * g.w;
+          const float* src = row + int64_t{n} * P;
+          for (int oy = 0; oy < g.oh; ++oy) {
+            int iy = oy * g.stride - g.pad + ky;
+            if (iy < 0 || iy >= g.h) continue;
+            if (g.stride == 1 && g.pad == 0) {
+              float* drow = plane + iy * g.w + kx;
+              const float* srow = src + oy * g.ow;
+              for (int ox = 0; ox < g.ow; ++ox) drow[ox] += srow[ox];
+              continue;
+            }
+            for (int ox = 0; ox < g.ow; ++ox) {
+              int ix = ox * g.stride - g.pad + kx;
+              if (ix >= 0 && ix < g.w) plane[iy * g.w + ix] += src[oy * g.ow + ox];
+            }
+          }
+        }
+      }
+}
+
+// Images per GEMM: enough columns to fill the register tiles (conv3 has P = 1).
+int tile_images(int P) { return std::max(1, 512 / P); }
+
+struct Scratch {
+  std::vector<float> col, out, grad;
+};
+thread_local Scratch tl;
+
+}  // namespace
+
+Conv2d::Conv2d(int in_c, int out_c, int k, int s, int p, bool b)
+    : in_ch(in_c), out_ch(out_c), kernel(k), stride(s), pad(p), has_bias(b) {
+  if (in_c <= 0 || out_c <= 0 || k <= 0 || s <= 0 || p < 0)
+    throw Error("Conv2d: channels, kernel and stride must be positive and padding >= 0");
+  weight.resize({out_c, in_c, k, k});
+  weight.zero();
+  dweight.resize(weight.shape());
+  dweight.zero();
+  if (b) {
+    bias.resize({out_c});
+    bias.zero();
+    dbias.resize({out_c});
+    dbias.zero();
+  }
+}
+
+Shape Conv2d::output_shape(const Shape& in) const {
+  if (in.size() != 4 || in[1] != in_ch)
+    throw Error("Conv2d expects input (N, " + std::to_string(in_ch) + ", H, W), got " + shape_str(in));
+  int oh = (in[2] + 2 * pad - kernel) / stride + 1, ow = (in[3] + 2 * pad - kernel) / stride + 1;
+  if (in[2] + 2 * pad < kernel || in[3] + 2 * pad < kernel)
+    throw Error("Conv2d kernel " + std::to_string(kernel) + " larger than padded input " + shape_str(in));
+  return {in[0], out_ch, oh, ow};
+}
+
+static Geometry geometry(const Conv2d& c, const Shape& in, const Shape& out) {
+  return {in[1], in[2], in[3], c.kernel, c.stride, c.pad, out[2], out[3]};
+}
+
+void Conv2d::forward(const Tensor& in, Tensor& out) {
+  Geometry g = geometry(*this, in.shape(), out.shape());
+  const int N = in.dim(0), P = g.p(), K = g.kdim(), T = tile_images(P);
+  const int64_t in_stride = int64_t{g.c} * g.h * g.w, out_stride = int64_t{out_ch} * P;
+  const SgemmFn sgemm = kernels().sgemm;
+#pragma omp parallel num_threads(threads())
+  {
+    Slice s = thread_slice(N, omp_get_thread_num(), omp_get_num_threads());
+    for (int n0 = s.begin; n0 < s.end; n0 += T) {
+      int t = std::min(T, s.end - n0);
+      int64_t cols = int64_t{t} * P;
+      tl.col.resize(static_cast<size_t>(K * cols));
+      im2col(g, in.data() + n0 * in_stride, t, tl.col.data(), cols);
+      float* y = out.data() + n0 * out_stride;
+      float* c = y;
+      if (t > 1) {
+        tl.out.resize(static_cast<size_t>(out_ch * cols));
+        c = tl.out.data();
+      }
+      sgemm({out_ch, static_cast<int>(cols), K, weight.data(), K, 1, tl.col.data(), cols, 1, c, cols, false});
+      for (int n = 0; n < t; ++n)
+        for (int o = 0; o < out_ch; ++o) {
+          float* dst = y + n * out_stride + int64_t{o} * P;
+          const float* src = c + int64_t{o} * cols + int64_t{n} * P;
+          float b = has_bias ? bias[o] : 0.0f;
+          if (src != dst || has_bias)
+            for (int p = 0; p < P; ++p) dst[p] = src[p] + b;
+        }
+    }
+  }
+}
+
+void Conv2d::backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din) {
+  Geometry g = geometry(*this, in.shape(), out.shape());
+  const int N = in.dim(0), P = g.p(), K = g.kdim(), T = tile_images(P);
+  const int64_t in_stride = int64_t{g.c} * g.h * g.w, out_stride = int64_t{out_ch} * P;
+  const SgemmFn sgemm = kernels().sgemm;
+  const int nthreads = std::max(1, std::min(threads(), N));
+  std::vector<Tensor> dw_part(static_cast<size_t>(nthreads), Tensor(weight.shape()));
+  if (din) din->zero();
+#pragma omp parallel num_threads(nthreads)
+  {
+    const int tid = omp_get_thread_num();
+    Slice s = thread_slice(N, tid, omp_get_num_threads());
+    for (int n0 = s.begin; n0 < s.end; n0 += T) {
+      int t = std::min(T, s.end - n0);
+      int64_t cols = int64_t{t} * P;
+      tl.col.resize(static_cast<size_t>(K * cols));
+      im2col(g, in.data() + n0 * in_stride, t, tl.col.data(), cols);
+      // dout tile as [OC, t*P]; a single image is already laid out that way.
+      const float* dy = dout.data() + n0 * out_stride;
+      if (t > 1) {
+        tl.out.resize(static_cast<size_t>(out_ch * cols));
+        for (int n = 0; n < t; ++n)
+          for (int o = 0; o < out_ch; ++o)
+            std::copy_n(dy + n * out_stride + int64_t{o} * P, P, tl.out.data() + int64_t{o} * cols + int64_t{n} * P);
+        dy = tl.out.data();
+      }
+      // dW[OC, K] += dy[OC, cols] * col^T
+      sgemm({out_ch, K, static_cast<int>(cols), dy, cols, 1, tl.col.data(), 1, cols,
+             dw_part[static_cast<size_t>(tid)].data(), K, true});
+      if (din) {
+        // dcol[K, cols] = W^T * dy
+        tl.grad.resize(static_cast<size_t>(K * cols));
+        sgemm({K, static_cast<int>(cols), out_ch, weight.data(), 1, K, dy, cols, 1, tl.grad.data(), cols, false});
+        col2im(g, tl.grad.data(), t, cols, din->data() + n0 * in_stride);
+      }
+    }
+  }
+  for (const Tensor& part : dw_part)
+    for (int64_t i = 0; i < dweight.numel(); ++i) dweight[i] += part[i];
+  if (has_bias)
+    for (int n = 0; n < N; ++n)
+      for (int o = 0; o < out_ch; ++o) {
+        const float* d = dout.data() + n * out_stride + int64_t{o} * P;
+        float sum = 0.0f;
+        for (int p = 0; p < P; ++p) sum += d[p];
+        dbias[o] += sum;
+      }
+}
+
+std::vector<Param> Conv2d::params() {
+  std::vector<Param> p{{"weight", &weight, &dweight}};
+  if (has_bias) p.push_back({"bias", &bias, &dbias});
+  return p;
+}
+
+int64_t Conv2d::macs(const Shape& in) const {
+  Shape o = output_shape({1, in[0], in[1], in[2]});
+  return int64_t{out_ch} * o[2] * o[3] * in_ch * kernel * kernel;
+}
+
+std::string Conv2d::kernel_str() const {
+  return "[" + std::to_string(kernel) + ", " + std::to_string(kernel) + "]";
+}
+
+nlohmann::json Conv2d::spec() const {
+  return {{"type", "Conv2d"}, {"in", in_ch}, {"out", out_ch}, {"kernel", kernel},
+          {"stride", stride}, {"pad", pad}, {"bias", has_bias}};
+}
+
+void Conv2d::init(Rng& rng) {
+  float bound = 1.0f / std::sqrt(static_cast<float>(in_ch * kernel * kernel));
+  for (int64_t i = 0; i < weight.numel(); ++i) weight[i] = rng.uniform(-bound, bound);
+  if (has_bias)
+    for (int64_t i = 0; i < bias.numel(); ++i) bias[i] = rng.uniform(-bound, bound);
+}
+
+}  // namespace lowbit

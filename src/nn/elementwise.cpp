@@ -1,0 +1,111 @@
+// Activations (ReLU, Sigmoid, Tanh), Flatten and Softmax: forward and backward side by side.
+#include <algorithm>
+#include <cmath>
+
+#include "lowbit/nn.h"
+
+namespace lowbit {
+
+std::string Activation::type() const {
+  switch (kind) {
+    case ActKind::relu: return "ReLU";
+    case ActKind::sigmoid: return "Sigmoid";
+    case ActKind::tanh: return "Tanh";
+  }
+  return "?";
+}
+
+void Activation::forward(const Tensor& in, Tensor& out) {
+  const float* __restrict x = in.data();
+  float* __restrict y = out.data();
+  const int64_t n = in.numel();
+  switch (kind) {
+    case ActKind::relu:
+      for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+      break;
+    case ActKind::sigmoid:
+      for (int64_t i = 0; i < n; ++i) y[i] = 1.0f / (1.0f + std::exp(-x[i]));
+      break;
+    case ActKind::tanh:
+      for (int64_t i = 0; i < n; ++i) y[i] = std::tanh(x[i]);
+      break;
+  }
+}
+
+void Activation::backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din) {
+  if (!din) return;
+  const float *__restrict x = in.data(), *__restrict y = out.data(), *__restrict dy = dout.data();
+  float* __restrict dx = din->data();
+  const int64_t n = in.numel();
+  switch (kind) {
+    case ActKind::relu:  // gradient passes where the input was > 0
+      for (int64_t i = 0; i < n; ++i) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+      break;
+    case ActKind::sigmoid:  // s' = s (1 - s)
+      for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
+      break;
+    case ActKind::tanh:  // t' = 1 - t^2
+      for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
+      break;
+  }
+}
+
+Shape Flatten::output_shape(const Shape& in) const {
+  if (in.empty()) throw Error("Flatten needs a batch dimension");
+  int64_t f = 1;
+  for (size_t i = 1; i < in.size(); ++i) f *= in[i];
+  return {in[0], static_cast<int>(f)};
+}
+
+void Flatten::forward(const Tensor& in, Tensor& out) { std::copy_n(in.data(), in.numel(), out.data()); }
+
+void Flatten::backward(const Tensor&, const Tensor&, const Tensor& dout, Tensor* din) {
+  if (din) std::copy_n(dout.data(), dout.numel(), din->data());
+}
+
+void Softmax::forward(const Tensor& in, Tensor& out) {
+  const int N = in.dim(0), C = static_cast<int>(in.numel() / std::max(1, N));
+  for (int n = 0; n < N; ++n) {
+    const float* x = in.data() + int64_t{n} * C;
+    float* y = out.data() + int64_t{n} * C;
+    float mx = *std::max_element(x, x + C);
+    double sum = 0.0;
+    for (int c = 0; c < C; ++c) sum += (y[c] = std::exp(x[c] - mx));
+    for (int c = 0; c < C; ++c) y[c] = static_cast<float>(y[c] / sum);
+  }
+}
+
+void Softmax::backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din) {
+  if (!din) return;
+  const int N = in.dim(0), C = static_cast<int>(in.numel() / std::max(1, N));
+  for (int n = 0; n < N; ++n) {  // dx = y * (dy - <dy, y>)
+    const float *y = out.data() + int64_t{n} * C, *dy = dout.data() + int64_t{n} * C;
+    float* dx = din->data() + int64_t{n} * C;
+    double dot = 0.0;
+    for (int c = 0; c < C; ++c) dot += double{dy[c]} * y[c];
+    for (int c = 0; c < C; ++c) dx[c] = y[c] * (dy[c] - static_cast<float>(dot));
+  }
+}
+
+double softmax_cross_entropy(const Tensor& logits, const uint8_t* labels, Tensor* dlogits) {
+  const int N = logits.dim(0), C = logits.dim(1);
+  double total = 0.0;
+  for (int n = 0; n < N; ++n) {
+    const float* z = logits.data() + int64_t{n} * C;
+    float mx = *std::max_element(z, z + C);
+    double sum = 0.0;
+    for (int c = 0; c < C; ++c) sum += std::exp(double{z[c]} - mx);
+    double log_sum = std::log(sum) + mx;
+    total += log_sum - z[labels[n]];
+    if (dlogits) {
+      float* d = dlogits->data() + int64_t{n} * C;
+      for (int c = 0; c < C; ++c) {
+        double p = std::exp(double{z[c]} - log_sum);
+        d[c] = static_cast<float>((p - (c == labels[n] ? 1.0 : 0.0)) / N);
+      }
+    }
+  }
+  return total / N;
+}
+
+}  // namespace lowbit

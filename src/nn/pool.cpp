@@ -1,0 +1,93 @@
+// Max and average pooling on NCHW planes (no padding). Max pooling routes the gradient to the
+// first arg-max of each window, recomputed from the forward input.
+#include <omp.h>
+
+#include <algorithm>
+
+#include "lowbit/nn.h"
+
+namespace lowbit {
+
+Shape Pool2d::output_shape(const Shape& in) const {
+  if (in.size() != 4) throw Error(type() + " expects input (N, C, H, W), got " + shape_str(in));
+  if (in[2] < kernel || in[3] < kernel)
+    throw Error(type() + " kernel " + std::to_string(kernel) + " larger than input " + shape_str(in));
+  return {in[0], in[1], (in[2] - kernel) / stride + 1, (in[3] - kernel) / stride + 1};
+}
+
+void Pool2d::forward(const Tensor& in, Tensor& out) {
+  const int planes = in.dim(0) * in.dim(1), H = in.dim(2), W = in.dim(3);
+  const int OH = out.dim(2), OW = out.dim(3);
+  const float inv = 1.0f / static_cast<float>(kernel * kernel);
+#pragma omp parallel for num_threads(threads()) schedule(static)
+  for (int pl = 0; pl < planes; ++pl) {
+    const float* x = in.data() + int64_t{pl} * H * W;
+    float* y = out.data() + int64_t{pl} * OH * OW;
+    if (kernel == 2 && stride == 2 && kind == PoolKind::max) {  // LeNet's case, unrolled
+      for (int oy = 0; oy < OH; ++oy) {
+        const float *r0 = x + 2 * oy * W, *r1 = r0 + W;
+        for (int ox = 0; ox < OW; ++ox)
+          y[oy * OW + ox] = std::max(std::max(r0[2 * ox], r0[2 * ox + 1]), std::max(r1[2 * ox], r1[2 * ox + 1]));
+      }
+      continue;
+    }
+    for (int oy = 0; oy < OH; ++oy)
+      for (int ox = 0; ox < OW; ++ox) {
+        const float* win = x + oy * stride * W + ox * stride;
+        float acc = kind == PoolKind::max ? win[0] : 0.0f;
+        for (int ky = 0; ky < kernel; ++ky)
+          for (int kx = 0; kx < kernel; ++kx) {
+            float v = win[ky * W + kx];
+            if (kind == PoolKind::max) acc = v > acc ? v : acc;
+            else acc += v;
+          }
+        y[oy * OW + ox] = kind == PoolKind::max ? acc : acc * inv;
+      }
+  }
+}
+
+void Pool2d::backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din) {
+  if (!din) return;
+  din->zero();
+  const int planes = in.dim(0) * in.dim(1), H = in.dim(2), W = in.dim(3);
+  const int OH = out.dim(2), OW = out.dim(3);
+  const float inv = 1.0f / static_cast<float>(kernel * kernel);
+#pragma omp parallel for num_threads(threads()) schedule(static)
+  for (int pl = 0; pl < planes; ++pl) {
+    const float* x = in.data() + int64_t{pl} * H * W;
+    const float* dy = dout.data() + int64_t{pl} * OH * OW;
+    float* dx = din->data() + int64_t{pl} * H * W;
+    for (int oy = 0; oy < OH; ++oy)
+      for (int ox = 0; ox < OW; ++ox) {
+        int base = oy * stride * W + ox * stride;
+        float g = dy[oy * OW + ox];
+        if (kind == PoolKind::avg) {
+          for (int ky = 0; ky < kernel; ++ky)
+            for (int kx = 0; kx < kernel; ++kx) dx[base + ky * W + kx] += g * inv;
+          continue;
+        }
+        int best = base;
+        if (kernel == 2) {  // LeNet's case, unrolled; same first-max order as the loop below
+          int c[3] = {base + 1, base + W, base + W + 1};
+          for (int i : c)
+            if (x[i] > x[best]) best = i;
+          dx[best] += g;
+          continue;
+        }
+        for (int ky = 0; ky < kernel; ++ky)
+          for (int kx = 0; kx < kernel; ++kx)
+            if (x[base + ky * W + kx] > x[best]) best = base + ky * W + kx;
+        dx[best] += g;
+      }
+  }
+}
+
+std::string Pool2d::kernel_str() const {
+  return "[" + std::to_string(kernel) + ", " + std::to_string(kernel) + "]";
+}
+
+nlohmann::json Pool2d::spec() const {
+  return {{"type", type()}, {"kernel", kernel}, {"stride", stride}};
+}
+
+}  // namespace lowbit

@@ -1,0 +1,58 @@
+// SGD with momentum / weight decay and Adam, with PyTorch's update rules.
+#include <cmath>
+
+#include "lowbit/train.h"
+
+namespace lowbit {
+
+Optimizer::Optimizer(Sequential& model, OptimConfig cfg) : cfg_(std::move(cfg)) {
+  if (cfg_.optimizer != "sgd" && cfg_.optimizer != "adam")
+    throw Error("--optimizer must be sgd or adam, got \"" + cfg_.optimizer + "\"");
+  for (size_t i = 0; i < model.size(); ++i)
+    for (Param& p : model.layer(i).params()) params_.push_back(p);
+  for (const Param& p : params_) {
+    m_.emplace_back(p.value->shape());
+    if (cfg_.optimizer == "adam") v_.emplace_back(p.value->shape());
+  }
+}
+
+std::vector<Tensor*> Optimizer::state() {
+  std::vector<Tensor*> s;
+  for (Tensor& t : m_) s.push_back(&t);
+  for (Tensor& t : v_) s.push_back(&t);
+  return s;
+}
+
+void Optimizer::step() {
+  ++steps;
+  const float lr = cfg_.lr, wd = cfg_.weight_decay;
+  if (cfg_.optimizer == "sgd") {
+    const float mu = cfg_.momentum;
+    for (size_t i = 0; i < params_.size(); ++i) {
+      float *w = params_[i].value->data(), *g = params_[i].grad->data(), *v = m_[i].data();
+      const int64_t n = params_[i].value->numel();
+      for (int64_t j = 0; j < n; ++j) {
+        float d = g[j] + wd * w[j];
+        v[j] = steps == 1 ? d : mu * v[j] + d;  // PyTorch: the first step sets v = g
+        w[j] -= lr * v[j];
+      }
+    }
+    return;
+  }
+  const float b1 = cfg_.beta1, b2 = cfg_.beta2;
+  const float c1 = 1.0f - std::pow(b1, static_cast<float>(steps));
+  const float c2 = 1.0f - std::pow(b2, static_cast<float>(steps));
+  for (size_t i = 0; i < params_.size(); ++i) {
+    float *w = params_[i].value->data(), *g = params_[i].grad->data();
+    float *m = m_[i].data(), *v = v_[i].data();
+    const int64_t n = params_[i].value->numel();
+    for (int64_t j = 0; j < n; ++j) {
+      float d = g[j] + wd * w[j];
+      m[j] = b1 * m[j] + (1.0f - b1) * d;
+      v[j] = b2 * v[j] + (1.0f - b2) * d * d;
+      w[j] -= lr * (m[j] / c1) / (std::sqrt(v[j] / c2) + cfg_.eps);
+    }
+  }
+}
+
+}  // namespace lowbit

@@ -1,0 +1,32 @@
+// lowbit: from FP32 training to integer-only low-bit inference. One binary, one subcommand per
+// stage (DESIGN.md section 2). Errors: a message naming the file, field or flag; exit status 1.
+#include <cstdio>
+
+#if __has_include("calc.h")  // TEMP until calc lands
+#include "calc.h"
+#define LOWBIT_HAS_CALC 1
+#endif
+#include "cli.h"
+#include "lowbit/core.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"lowbit: train small CNNs, quantize them (PTQ, QAT, ABC-Net) and run them integer-only on the CPU"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "lowbit 0.1");
+  lowbit::cli::add_train_commands(app);
+#ifdef LOWBIT_HAS_CALC
+  add_calc_command(app);
+#endif
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const lowbit::Error& e) {
+    std::fprintf(stderr, "lowbit: error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "lowbit: internal error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
