@@ -20,17 +20,22 @@ struct Param {
   Tensor* grad;
 };
 
+// Every layer treats samples independently, so Sequential runs the network on tiles of a few
+// samples at a time (activations of a tile stay in L2) and threads take whole tiles. A layer's
+// forward/backward process samples [n0, n1) of full-batch tensors and are single-threaded.
 class Layer {
  public:
   virtual ~Layer() = default;
   virtual std::string type() const = 0;
   // Output shape for an input shape (batch dimension included); throws Error when they do not fit.
   virtual Shape output_shape(const Shape& in) const = 0;
-  // out = f(in). `out` is resized by the caller to output_shape(in.shape()).
-  virtual void forward(const Tensor& in, Tensor& out) = 0;
-  // Given dL/dout, accumulates (+=) parameter gradients and writes dL/din when din != nullptr.
+  // out[n0, n1) = f(in[n0, n1)); `out` already has shape output_shape(in.shape()).
+  virtual void forward(const Tensor& in, Tensor& out, int n0, int n1) = 0;
+  // Given dL/dout for samples [n0, n1): accumulates (+=) parameter gradients into `grads` (one
+  // tensor per params() entry, same order) and writes dL/din[n0, n1) when din != nullptr.
   // `in` and `out` are the tensors of the matching forward call.
-  virtual void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din) = 0;
+  virtual void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din, int n0, int n1,
+                        const std::vector<Tensor*>& grads) = 0;
   virtual std::vector<Param> params() { return {}; }
   // Multiply-adds per sample for a per-sample input shape (no batch dimension).
   virtual int64_t macs(const Shape& /*in*/) const { return 0; }
@@ -39,6 +44,10 @@ class Layer {
   virtual nlohmann::json spec() const { return {{"type", type()}}; }
   // Initializes parameters (PyTorch's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))).
   virtual void init(Rng& /*rng*/) {}
+
+  // Whole-batch conveniences (single-threaded), for tests and tools.
+  void forward(const Tensor& in, Tensor& out) { forward(in, out, 0, in.dim(0)); }
+  void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din);
 };
 
 class Conv2d : public Layer {
@@ -46,8 +55,11 @@ class Conv2d : public Layer {
   Conv2d(int in_ch, int out_ch, int kernel, int stride = 1, int pad = 0, bool bias = false);
   std::string type() const override { return "Conv2d"; }
   Shape output_shape(const Shape& in) const override;
-  void forward(const Tensor& in, Tensor& out) override;
-  void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din) override;
+  using Layer::backward;
+  using Layer::forward;
+  void forward(const Tensor& in, Tensor& out, int n0, int n1) override;
+  void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din, int n0, int n1,
+                const std::vector<Tensor*>& grads) override;
   std::vector<Param> params() override;
   int64_t macs(const Shape& in) const override;
   std::string kernel_str() const override;
@@ -64,8 +76,11 @@ class Linear : public Layer {
   Linear(int in_features, int out_features, bool bias = false);
   std::string type() const override { return "Linear"; }
   Shape output_shape(const Shape& in) const override;
-  void forward(const Tensor& in, Tensor& out) override;
-  void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din) override;
+  using Layer::backward;
+  using Layer::forward;
+  void forward(const Tensor& in, Tensor& out, int n0, int n1) override;
+  void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din, int n0, int n1,
+                const std::vector<Tensor*>& grads) override;
   std::vector<Param> params() override;
   int64_t macs(const Shape& in) const override { (void)in; return int64_t{in_f} * out_f; }
   nlohmann::json spec() const override;
@@ -82,8 +97,11 @@ class Activation : public Layer {
   explicit Activation(ActKind k) : kind(k) {}
   std::string type() const override;
   Shape output_shape(const Shape& in) const override { return in; }
-  void forward(const Tensor& in, Tensor& out) override;
-  void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din) override;
+  using Layer::backward;
+  using Layer::forward;
+  void forward(const Tensor& in, Tensor& out, int n0, int n1) override;
+  void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din, int n0, int n1,
+                const std::vector<Tensor*>& grads) override;
   ActKind kind;
 };
 
@@ -93,8 +111,11 @@ class Pool2d : public Layer {
   Pool2d(PoolKind k, int kernel_size, int stride_size) : kind(k), kernel(kernel_size), stride(stride_size) {}
   std::string type() const override { return kind == PoolKind::max ? "MaxPool2d" : "AvgPool2d"; }
   Shape output_shape(const Shape& in) const override;
-  void forward(const Tensor& in, Tensor& out) override;
-  void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din) override;
+  using Layer::backward;
+  using Layer::forward;
+  void forward(const Tensor& in, Tensor& out, int n0, int n1) override;
+  void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din, int n0, int n1,
+                const std::vector<Tensor*>& grads) override;
   std::string kernel_str() const override;
   nlohmann::json spec() const override;
   PoolKind kind;
@@ -105,8 +126,11 @@ class Flatten : public Layer {
  public:
   std::string type() const override { return "Flatten"; }
   Shape output_shape(const Shape& in) const override;
-  void forward(const Tensor& in, Tensor& out) override;
-  void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din) override;
+  using Layer::backward;
+  using Layer::forward;
+  void forward(const Tensor& in, Tensor& out, int n0, int n1) override;
+  void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din, int n0, int n1,
+                const std::vector<Tensor*>& grads) override;
 };
 
 // Softmax at the output; during training the loss fuses it (softmax_cross_entropy), so forward is
@@ -115,8 +139,11 @@ class Softmax : public Layer {
  public:
   std::string type() const override { return "Softmax"; }
   Shape output_shape(const Shape& in) const override { return in; }
-  void forward(const Tensor& in, Tensor& out) override;
-  void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din) override;
+  using Layer::backward;
+  using Layer::forward;
+  void forward(const Tensor& in, Tensor& out, int n0, int n1) override;
+  void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din, int n0, int n1,
+                const std::vector<Tensor*>& grads) override;
 };
 
 std::unique_ptr<Layer> make_layer(const nlohmann::json& spec);
@@ -128,7 +155,9 @@ class Sequential {
   Sequential& operator=(Sequential&&) = default;
   void add(std::unique_ptr<Layer> layer, std::string name);
   // Runs every layer, keeping activations for backward. Returns the last output.
+  // Threads take tiles of `tile` samples and run the whole network on each.
   const Tensor& forward(const Tensor& input);
+  int tile = 16;
   // Backpropagates dL/d(output of layer `end`-1) through layers [0, end); accumulates parameter
   // gradients. The input gradient is not computed (nothing consumes it).
   void backward(const Tensor& dout, size_t end);
@@ -152,6 +181,7 @@ class Sequential {
   std::vector<std::unique_ptr<Layer>> layers_;
   std::vector<std::string> names_;
   std::vector<Tensor> acts_, grads_;
+  std::vector<std::vector<Tensor>> thread_grads_;  // [thread][parameter], summed in thread order
 };
 
 // Builders. "lenet5": seed 004 (ReLU, max pooling, no bias unless `bias`), 61,470 parameters.

@@ -179,7 +179,8 @@ float mse_threshold(const Histogram& h, int bits);
 //   pass 2: observe_hist(batch) for each batch   (histogram of |x| over [0, amax of pass 1])
 // Fixing the histogram range before filling it makes every threshold independent of the batch
 // size and order (a one-pass histogram grown on the fly depends on the first batch's range).
-// Pass 2 is needed only by calibrator_needs_histogram() calibrators.
+// Pass 2 is needed only by calibrator_needs_histogram() calibrators. With ignore_zeros (default)
+// the histogram, hence percentile/kl/mse, sees only the non-zero values; min/max and moments see all.
 class TensorObserver {
  public:
   explicit TensorObserver(std::string name = "tensor", int bins = 2048, bool ignore_zeros = true);

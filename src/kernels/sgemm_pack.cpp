@@ -8,31 +8,36 @@
 
 namespace lowbit {
 
+// Loops run along the source's contiguous direction, writing with the panel's stride.
 void sgemm_pack_a(const SgemmArgs& g, int i0, int mc, int p0, int kc, int mr, float* out) {
-  for (int ip = 0; ip < mc; ip += mr) {
+  for (int ip = 0; ip < mc; ip += mr, out += int64_t{mr} * kc) {
     int rows = mc - ip < mr ? mc - ip : mr;
-    for (int p = 0; p < kc; ++p) {
-      const float* src = g.a + (p0 + p) * g.cs_a + (i0 + ip) * g.rs_a;
-      for (int r = 0; r < rows; ++r) out[r] = src[r * g.rs_a];
-      for (int r = rows; r < mr; ++r) out[r] = 0.0f;
-      out += mr;
+    const float* src = g.a + p0 * g.cs_a + (i0 + ip) * g.rs_a;
+    if (g.cs_a == 1) {  // rows of A are contiguous in p
+      for (int r = 0; r < rows; ++r)
+        for (int p = 0; p < kc; ++p) out[p * mr + r] = src[r * g.rs_a + p];
+    } else {
+      for (int p = 0; p < kc; ++p)
+        for (int r = 0; r < rows; ++r) out[p * mr + r] = src[p * g.cs_a + r * g.rs_a];
     }
+    for (int r = rows; r < mr; ++r)
+      for (int p = 0; p < kc; ++p) out[p * mr + r] = 0.0f;
   }
 }
 
 void sgemm_pack_b(const SgemmArgs& g, int p0, int kc, int j0, int nc, int nr, float* out) {
-  for (int jp = 0; jp < nc; jp += nr) {
+  for (int jp = 0; jp < nc; jp += nr, out += int64_t{nr} * kc) {
     int cols = nc - jp < nr ? nc - jp : nr;
-    for (int p = 0; p < kc; ++p) {
-      const float* src = g.b + (p0 + p) * g.rs_b + (j0 + jp) * g.cs_b;
-      if (g.cs_b == 1) {
-        for (int c = 0; c < cols; ++c) out[c] = src[c];
-      } else {
-        for (int c = 0; c < cols; ++c) out[c] = src[c * g.cs_b];
-      }
-      for (int c = cols; c < nr; ++c) out[c] = 0.0f;
-      out += nr;
+    const float* src = g.b + p0 * g.rs_b + (j0 + jp) * g.cs_b;
+    if (g.rs_b == 1) {  // columns of B are contiguous in p
+      for (int c = 0; c < cols; ++c)
+        for (int p = 0; p < kc; ++p) out[p * nr + c] = src[c * g.cs_b + p];
+    } else {
+      for (int p = 0; p < kc; ++p)
+        for (int c = 0; c < cols; ++c) out[p * nr + c] = src[p * g.rs_b + c * g.cs_b];
     }
+    for (int p = 0; p < kc; ++p)
+      for (int c = cols; c < nr; ++c) out[p * nr + c] = 0.0f;
   }
 }
 

@@ -1,16 +1,12 @@
 // Conv2d: forward and backward as GEMMs over an im2col matrix.
 // Forward, per tile of images: col[K = C*KH*KW, T*P] (P = OH*OW), out[OC, T*P] = W[OC, K] * col.
 // Backward: dW[OC, K] += dout[OC, T*P] * col^T; dcol[K, T*P] = W^T * dout, then col2im.
-// Threads split the batch; each keeps its own dW, summed afterwards in thread order.
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "kernels/dispatch.h"
 #include "lowbit/nn.h"
-#include "nn/parallel.h"
 
 namespace lowbit {
 
@@ -82,7 +78,7 @@ void col2im(const Geometry& g, const float* col, int t, int64_t ld, float* dx) {
 }
 
 // Images per GEMM: enough columns to fill the register tiles (conv3 has P = 1).
-int tile_images(int P) { return std::max(1, 512 / P); }
+int tile_images(int P) { return std::max(1, 256 / P); }
 
 struct Scratch {
   std::vector<float> col, out, grad;
@@ -120,85 +116,72 @@ static Geometry geometry(const Conv2d& c, const Shape& in, const Shape& out) {
   return {in[1], in[2], in[3], c.kernel, c.stride, c.pad, out[2], out[3]};
 }
 
-void Conv2d::forward(const Tensor& in, Tensor& out) {
+// Images [n0, n1) in GEMM tiles of up to `T` images.
+void Conv2d::forward(const Tensor& in, Tensor& out, int n0, int n1) {
   Geometry g = geometry(*this, in.shape(), out.shape());
-  const int N = in.dim(0), P = g.p(), K = g.kdim(), T = tile_images(P);
+  const int P = g.p(), K = g.kdim(), T = tile_images(P);
   const int64_t in_stride = int64_t{g.c} * g.h * g.w, out_stride = int64_t{out_ch} * P;
   const SgemmFn sgemm = kernels().sgemm;
-#pragma omp parallel num_threads(threads())
-  {
-    Slice s = thread_slice(N, omp_get_thread_num(), omp_get_num_threads());
-    for (int n0 = s.begin; n0 < s.end; n0 += T) {
-      int t = std::min(T, s.end - n0);
-      int64_t cols = int64_t{t} * P;
-      tl.col.resize(static_cast<size_t>(K * cols));
-      im2col(g, in.data() + n0 * in_stride, t, tl.col.data(), cols);
-      float* y = out.data() + n0 * out_stride;
-      float* c = y;
-      if (t > 1) {
-        tl.out.resize(static_cast<size_t>(out_ch * cols));
-        c = tl.out.data();
-      }
-      sgemm({out_ch, static_cast<int>(cols), K, weight.data(), K, 1, tl.col.data(), cols, 1, c, cols, false});
-      for (int n = 0; n < t; ++n)
-        for (int o = 0; o < out_ch; ++o) {
-          float* dst = y + n * out_stride + int64_t{o} * P;
-          const float* src = c + int64_t{o} * cols + int64_t{n} * P;
-          float b = has_bias ? bias[o] : 0.0f;
-          if (src != dst || has_bias)
-            for (int p = 0; p < P; ++p) dst[p] = src[p] + b;
-        }
+  for (int b = n0; b < n1; b += T) {
+    int t = std::min(T, n1 - b);
+    int64_t cols = int64_t{t} * P;
+    tl.col.resize(static_cast<size_t>(K * cols));
+    im2col(g, in.data() + b * in_stride, t, tl.col.data(), cols);
+    float* y = out.data() + b * out_stride;
+    float* c = y;
+    if (t > 1) {
+      tl.out.resize(static_cast<size_t>(out_ch * cols));
+      c = tl.out.data();
     }
+    sgemm({out_ch, static_cast<int>(cols), K, weight.data(), K, 1, tl.col.data(), cols, 1, c, cols, false});
+    for (int n = 0; n < t; ++n)
+      for (int o = 0; o < out_ch; ++o) {
+        float* dst = y + n * out_stride + int64_t{o} * P;
+        const float* src = c + int64_t{o} * cols + int64_t{n} * P;
+        float bv = has_bias ? bias[o] : 0.0f;
+        if (src != dst || has_bias)
+          for (int p = 0; p < P; ++p) dst[p] = src[p] + bv;
+      }
   }
 }
 
-void Conv2d::backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din) {
+void Conv2d::backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din, int n0, int n1,
+                      const std::vector<Tensor*>& grads) {
   Geometry g = geometry(*this, in.shape(), out.shape());
-  const int N = in.dim(0), P = g.p(), K = g.kdim(), T = tile_images(P);
+  const int P = g.p(), K = g.kdim(), T = tile_images(P);
   const int64_t in_stride = int64_t{g.c} * g.h * g.w, out_stride = int64_t{out_ch} * P;
   const SgemmFn sgemm = kernels().sgemm;
-  const int nthreads = std::max(1, std::min(threads(), N));
-  std::vector<Tensor> dw_part(static_cast<size_t>(nthreads), Tensor(weight.shape()));
-  if (din) din->zero();
-#pragma omp parallel num_threads(nthreads)
-  {
-    const int tid = omp_get_thread_num();
-    Slice s = thread_slice(N, tid, omp_get_num_threads());
-    for (int n0 = s.begin; n0 < s.end; n0 += T) {
-      int t = std::min(T, s.end - n0);
-      int64_t cols = int64_t{t} * P;
-      tl.col.resize(static_cast<size_t>(K * cols));
-      im2col(g, in.data() + n0 * in_stride, t, tl.col.data(), cols);
-      // dout tile as [OC, t*P]; a single image is already laid out that way.
-      const float* dy = dout.data() + n0 * out_stride;
-      if (t > 1) {
-        tl.out.resize(static_cast<size_t>(out_ch * cols));
-        for (int n = 0; n < t; ++n)
-          for (int o = 0; o < out_ch; ++o)
-            std::copy_n(dy + n * out_stride + int64_t{o} * P, P, tl.out.data() + int64_t{o} * cols + int64_t{n} * P);
-        dy = tl.out.data();
+  if (din) std::fill(din->data() + n0 * in_stride, din->data() + n1 * in_stride, 0.0f);
+  for (int b = n0; b < n1; b += T) {
+    int t = std::min(T, n1 - b);
+    int64_t cols = int64_t{t} * P;
+    tl.col.resize(static_cast<size_t>(K * cols));
+    im2col(g, in.data() + b * in_stride, t, tl.col.data(), cols);
+    // dout tile as [OC, t*P]; a single image is already laid out that way.
+    const float* dy = dout.data() + b * out_stride;
+    if (t > 1) {
+      tl.out.resize(static_cast<size_t>(out_ch * cols));
+      for (int n = 0; n < t; ++n)
+        for (int o = 0; o < out_ch; ++o)
+          std::copy_n(dy + n * out_stride + int64_t{o} * P, P, tl.out.data() + int64_t{o} * cols + int64_t{n} * P);
+      dy = tl.out.data();
+    }
+    // dW[OC, K] += dy[OC, cols] * col^T
+    sgemm({out_ch, K, static_cast<int>(cols), dy, cols, 1, tl.col.data(), 1, cols, grads[0]->data(), K, true});
+    if (has_bias)
+      for (int o = 0; o < out_ch; ++o) {
+        const float* d = dy + int64_t{o} * cols;
+        float sum = 0.0f;
+        for (int64_t p = 0; p < cols; ++p) sum += d[p];
+        (*grads[1])[o] += sum;
       }
-      // dW[OC, K] += dy[OC, cols] * col^T
-      sgemm({out_ch, K, static_cast<int>(cols), dy, cols, 1, tl.col.data(), 1, cols,
-             dw_part[static_cast<size_t>(tid)].data(), K, true});
-      if (din) {
-        // dcol[K, cols] = W^T * dy
-        tl.grad.resize(static_cast<size_t>(K * cols));
-        sgemm({K, static_cast<int>(cols), out_ch, weight.data(), 1, K, dy, cols, 1, tl.grad.data(), cols, false});
-        col2im(g, tl.grad.data(), t, cols, din->data() + n0 * in_stride);
-      }
+    if (din) {
+      // dcol[K, cols] = W^T * dy
+      tl.grad.resize(static_cast<size_t>(K * cols));
+      sgemm({K, static_cast<int>(cols), out_ch, weight.data(), 1, K, dy, cols, 1, tl.grad.data(), cols, false});
+      col2im(g, tl.grad.data(), t, cols, din->data() + b * in_stride);
     }
   }
-  for (const Tensor& part : dw_part)
-    for (int64_t i = 0; i < dweight.numel(); ++i) dweight[i] += part[i];
-  if (has_bias)
-    for (int n = 0; n < N; ++n)
-      for (int o = 0; o < out_ch; ++o) {
-        const float* d = dout.data() + n * out_stride + int64_t{o} * P;
-        float sum = 0.0f;
-        for (int p = 0; p < P; ++p) sum += d[p];
-        dbias[o] += sum;
-      }
 }
 
 std::vector<Param> Conv2d::params() {

@@ -15,10 +15,13 @@ std::string Activation::type() const {
   return "?";
 }
 
-void Activation::forward(const Tensor& in, Tensor& out) {
-  const float* __restrict x = in.data();
-  float* __restrict y = out.data();
-  const int64_t n = in.numel();
+// Per-sample size of a batch tensor.
+static int64_t sample_size(const Tensor& t) { return t.dim(0) ? t.numel() / t.dim(0) : 0; }
+
+void Activation::forward(const Tensor& in, Tensor& out, int n0, int n1) {
+  const int64_t off = n0 * sample_size(in), n = (n1 - n0) * sample_size(in);
+  const float* __restrict x = in.data() + off;
+  float* __restrict y = out.data() + off;
   switch (kind) {
     case ActKind::relu:
       for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
@@ -32,14 +35,18 @@ void Activation::forward(const Tensor& in, Tensor& out) {
   }
 }
 
-void Activation::backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din) {
+void Activation::backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din, int n0, int n1,
+                          const std::vector<Tensor*>&) {
   if (!din) return;
-  const float *__restrict x = in.data(), *__restrict y = out.data(), *__restrict dy = dout.data();
-  float* __restrict dx = din->data();
-  const int64_t n = in.numel();
+  const int64_t off = n0 * sample_size(in), n = (n1 - n0) * sample_size(in);
+  const float *__restrict x = in.data() + off, *__restrict y = out.data() + off, *__restrict dy = dout.data() + off;
+  float* __restrict dx = din->data() + off;
   switch (kind) {
     case ActKind::relu:  // gradient passes where the input was > 0
-      for (int64_t i = 0; i < n; ++i) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+      for (int64_t i = 0; i < n; ++i) {
+        float g = dy[i];  // loaded unconditionally so the loop vectorizes into a blend
+        dx[i] = x[i] > 0.0f ? g : 0.0f;
+      }
       break;
     case ActKind::sigmoid:  // s' = s (1 - s)
       for (int64_t i = 0; i < n; ++i) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
@@ -57,15 +64,20 @@ Shape Flatten::output_shape(const Shape& in) const {
   return {in[0], static_cast<int>(f)};
 }
 
-void Flatten::forward(const Tensor& in, Tensor& out) { std::copy_n(in.data(), in.numel(), out.data()); }
-
-void Flatten::backward(const Tensor&, const Tensor&, const Tensor& dout, Tensor* din) {
-  if (din) std::copy_n(dout.data(), dout.numel(), din->data());
+void Flatten::forward(const Tensor& in, Tensor& out, int n0, int n1) {
+  const int64_t s = sample_size(in);
+  std::copy_n(in.data() + n0 * s, (n1 - n0) * s, out.data() + n0 * s);
 }
 
-void Softmax::forward(const Tensor& in, Tensor& out) {
-  const int N = in.dim(0), C = static_cast<int>(in.numel() / std::max(1, N));
-  for (int n = 0; n < N; ++n) {
+void Flatten::backward(const Tensor&, const Tensor&, const Tensor& dout, Tensor* din, int n0, int n1,
+                       const std::vector<Tensor*>&) {
+  const int64_t s = sample_size(dout);
+  if (din) std::copy_n(dout.data() + n0 * s, (n1 - n0) * s, din->data() + n0 * s);
+}
+
+void Softmax::forward(const Tensor& in, Tensor& out, int n0, int n1) {
+  const int C = static_cast<int>(sample_size(in));
+  for (int n = n0; n < n1; ++n) {
     const float* x = in.data() + int64_t{n} * C;
     float* y = out.data() + int64_t{n} * C;
     float mx = *std::max_element(x, x + C);
@@ -75,10 +87,11 @@ void Softmax::forward(const Tensor& in, Tensor& out) {
   }
 }
 
-void Softmax::backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din) {
+void Softmax::backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din, int n0, int n1,
+                       const std::vector<Tensor*>&) {
   if (!din) return;
-  const int N = in.dim(0), C = static_cast<int>(in.numel() / std::max(1, N));
-  for (int n = 0; n < N; ++n) {  // dx = y * (dy - <dy, y>)
+  const int C = static_cast<int>(sample_size(in));
+  for (int n = n0; n < n1; ++n) {  // dx = y * (dy - <dy, y>)
     const float *y = out.data() + int64_t{n} * C, *dy = dout.data() + int64_t{n} * C;
     float* dx = din->data() + int64_t{n} * C;
     double dot = 0.0;

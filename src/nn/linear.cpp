@@ -1,13 +1,9 @@
 // Linear: y[N, O] = x[N, I] * W^T + b. Backward: dW[O, I] += dy^T * x, dx[N, I] = dy * W.
-// Threads split the batch rows; each keeps its own dW, summed afterwards in thread order.
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 
 #include "kernels/dispatch.h"
 #include "lowbit/nn.h"
-#include "nn/parallel.h"
 
 namespace lowbit {
 
@@ -31,47 +27,30 @@ Shape Linear::output_shape(const Shape& in) const {
   return {in[0], out_f};
 }
 
-void Linear::forward(const Tensor& in, Tensor& out) {
-  const int N = in.dim(0);
-  const SgemmFn sgemm = kernels().sgemm;
-#pragma omp parallel num_threads(threads())
-  {
-    Slice s = thread_slice(N, omp_get_thread_num(), omp_get_num_threads());
-    int rows = s.end - s.begin;
-    if (rows > 0) {
-      float* y = out.data() + int64_t{s.begin} * out_f;
-      sgemm({rows, out_f, in_f, in.data() + int64_t{s.begin} * in_f, in_f, 1, weight.data(), 1, in_f, y, out_f, false});
-      if (has_bias)
-        for (int n = 0; n < rows; ++n)
-          for (int o = 0; o < out_f; ++o) y[int64_t{n} * out_f + o] += bias[o];
-    }
-  }
+void Linear::forward(const Tensor& in, Tensor& out, int n0, int n1) {
+  const int rows = n1 - n0;
+  if (rows <= 0) return;
+  float* y = out.data() + int64_t{n0} * out_f;
+  kernels().sgemm({rows, out_f, in_f, in.data() + int64_t{n0} * in_f, in_f, 1, weight.data(), 1, in_f, y, out_f, false});
+  if (has_bias)
+    for (int n = 0; n < rows; ++n)
+      for (int o = 0; o < out_f; ++o) y[int64_t{n} * out_f + o] += bias[o];
 }
 
-void Linear::backward(const Tensor& in, const Tensor& /*out*/, const Tensor& dout, Tensor* din) {
-  const int N = in.dim(0);
+void Linear::backward(const Tensor& in, const Tensor& /*out*/, const Tensor& dout, Tensor* din, int n0, int n1,
+                      const std::vector<Tensor*>& grads) {
+  const int rows = n1 - n0;
+  if (rows <= 0) return;
   const SgemmFn sgemm = kernels().sgemm;
-  const int nthreads = std::max(1, std::min(threads(), N));
-  std::vector<Tensor> dw_part(static_cast<size_t>(nthreads), Tensor(weight.shape()));
-#pragma omp parallel num_threads(nthreads)
-  {
-    const int tid = omp_get_thread_num();
-    Slice s = thread_slice(N, tid, omp_get_num_threads());
-    int rows = s.end - s.begin;
-    if (rows > 0) {
-      const float* dy = dout.data() + int64_t{s.begin} * out_f;
-      const float* x = in.data() + int64_t{s.begin} * in_f;
-      // dW[O, I] += dy^T[O, rows] * x[rows, I]
-      sgemm({out_f, in_f, rows, dy, 1, out_f, x, in_f, 1, dw_part[static_cast<size_t>(tid)].data(), in_f, true});
-      // dx[rows, I] = dy[rows, O] * W[O, I]
-      if (din) sgemm({rows, in_f, out_f, dy, out_f, 1, weight.data(), in_f, 1, din->data() + int64_t{s.begin} * in_f, in_f, false});
-    }
-  }
-  for (const Tensor& part : dw_part)
-    for (int64_t i = 0; i < dweight.numel(); ++i) dweight[i] += part[i];
+  const float* dy = dout.data() + int64_t{n0} * out_f;
+  const float* x = in.data() + int64_t{n0} * in_f;
+  // dW[O, I] += dy^T[O, rows] * x[rows, I]
+  sgemm({out_f, in_f, rows, dy, 1, out_f, x, in_f, 1, grads[0]->data(), in_f, true});
+  // dx[rows, I] = dy[rows, O] * W[O, I]
+  if (din) sgemm({rows, in_f, out_f, dy, out_f, 1, weight.data(), in_f, 1, din->data() + int64_t{n0} * in_f, in_f, false});
   if (has_bias)
-    for (int n = 0; n < N; ++n)
-      for (int o = 0; o < out_f; ++o) dbias[o] += dout[int64_t{n} * out_f + o];
+    for (int n = 0; n < rows; ++n)
+      for (int o = 0; o < out_f; ++o) (*grads[1])[o] += dy[int64_t{n} * out_f + o];
 }
 
 std::vector<Param> Linear::params() {

@@ -1,7 +1,5 @@
 // Max and average pooling on NCHW planes (no padding). Max pooling routes the gradient to the
 // first arg-max of each window, recomputed from the forward input.
-#include <omp.h>
-
 #include <algorithm>
 
 #include "lowbit/nn.h"
@@ -15,12 +13,11 @@ Shape Pool2d::output_shape(const Shape& in) const {
   return {in[0], in[1], (in[2] - kernel) / stride + 1, (in[3] - kernel) / stride + 1};
 }
 
-void Pool2d::forward(const Tensor& in, Tensor& out) {
-  const int planes = in.dim(0) * in.dim(1), H = in.dim(2), W = in.dim(3);
+void Pool2d::forward(const Tensor& in, Tensor& out, int n0, int n1) {
+  const int C = in.dim(1), H = in.dim(2), W = in.dim(3);
   const int OH = out.dim(2), OW = out.dim(3);
   const float inv = 1.0f / static_cast<float>(kernel * kernel);
-#pragma omp parallel for num_threads(threads()) schedule(static)
-  for (int pl = 0; pl < planes; ++pl) {
+  for (int pl = n0 * C; pl < n1 * C; ++pl) {
     const float* x = in.data() + int64_t{pl} * H * W;
     float* y = out.data() + int64_t{pl} * OH * OW;
     if (kernel == 2 && stride == 2 && kind == PoolKind::max) {  // LeNet's case, unrolled
@@ -46,14 +43,14 @@ void Pool2d::forward(const Tensor& in, Tensor& out) {
   }
 }
 
-void Pool2d::backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din) {
+void Pool2d::backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din, int n0, int n1,
+                      const std::vector<Tensor*>&) {
   if (!din) return;
-  din->zero();
-  const int planes = in.dim(0) * in.dim(1), H = in.dim(2), W = in.dim(3);
+  const int C = in.dim(1), H = in.dim(2), W = in.dim(3);
+  std::fill(din->data() + int64_t{n0} * C * H * W, din->data() + int64_t{n1} * C * H * W, 0.0f);
   const int OH = out.dim(2), OW = out.dim(3);
   const float inv = 1.0f / static_cast<float>(kernel * kernel);
-#pragma omp parallel for num_threads(threads()) schedule(static)
-  for (int pl = 0; pl < planes; ++pl) {
+  for (int pl = n0 * C; pl < n1 * C; ++pl) {
     const float* x = in.data() + int64_t{pl} * H * W;
     const float* dy = dout.data() + int64_t{pl} * OH * OW;
     float* dx = din->data() + int64_t{pl} * H * W;

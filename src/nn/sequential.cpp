@@ -1,7 +1,10 @@
 // Sequential model, layer factory and the model builders (LeNet-5 variants of seed 004).
+#include <omp.h>
+
 #include <algorithm>
 
 #include "lowbit/nn.h"
+#include "nn/parallel.h"
 
 namespace lowbit {
 
@@ -22,12 +25,20 @@ Shape Sequential::output_shape(const Shape& in) const {
   return s;
 }
 
+// Tiles [t * tile, (t + 1) * tile) of the batch; thread i of T takes a contiguous run of tiles
+// (thread_slice), so what each thread sums, and in which order, depends only on (batch, T).
 const Tensor& Sequential::forward(const Tensor& input) {
   acts_.resize(layers_.size() + 1);
   acts_[0] = input;
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    acts_[i + 1].resize(layers_[i]->output_shape(acts_[i].shape()));
-    layers_[i]->forward(acts_[i], acts_[i + 1]);
+  for (size_t i = 0; i < layers_.size(); ++i) acts_[i + 1].resize(layers_[i]->output_shape(acts_[i].shape()));
+  const int N = input.dim(0), tiles = (N + tile - 1) / tile;
+#pragma omp parallel num_threads(std::max(1, std::min(threads(), tiles)))
+  {
+    Slice s = thread_slice(tiles, omp_get_thread_num(), omp_get_num_threads());
+    for (int t = s.begin; t < s.end; ++t) {
+      int n0 = t * tile, n1 = std::min(N, n0 + tile);
+      for (size_t i = 0; i < layers_.size(); ++i) layers_[i]->forward(acts_[i], acts_[i + 1], n0, n1);
+    }
   }
   return acts_.back();
 }
@@ -40,14 +51,50 @@ size_t Sequential::logits_end() const {
 void Sequential::backward(const Tensor& dout, size_t end) {
   grads_.resize(layers_.size() + 1);
   grads_[end] = dout;
-  for (size_t i = end; i-- > 0;) {
-    Tensor* din = nullptr;
-    if (i > 0) {
-      grads_[i].resize(acts_[i].shape());
-      din = &grads_[i];
-    }
-    layers_[i]->backward(acts_[i], acts_[i + 1], grads_[i + 1], din);
+  for (size_t i = 1; i < end; ++i) grads_[i].resize(acts_[i].shape());
+  const int N = dout.dim(0), tiles = (N + tile - 1) / tile;
+  const int nthreads = std::max(1, std::min(threads(), tiles));
+  // Per-thread parameter gradients: [thread][layer] -> one tensor per parameter.
+  thread_grads_.resize(static_cast<size_t>(nthreads));
+  std::vector<std::vector<std::vector<Tensor*>>> views(static_cast<size_t>(nthreads), std::vector<std::vector<Tensor*>>(end));
+  size_t nparams = 0;
+  for (size_t i = 0; i < end; ++i) nparams += layers_[i]->params().size();
+  for (int th = 0; th < nthreads; ++th) {
+    auto& store = thread_grads_[static_cast<size_t>(th)];
+    store.resize(nparams);
+    size_t k = 0;
+    for (size_t i = 0; i < end; ++i)
+      for (Param& p : layers_[i]->params()) {
+        store[k].resize(p.value->shape());
+        store[k].zero();
+        views[static_cast<size_t>(th)][i].push_back(&store[k++]);
+      }
   }
+#pragma omp parallel num_threads(nthreads)
+  {
+    const int th = omp_get_thread_num();
+    Slice s = thread_slice(tiles, th, omp_get_num_threads());
+    for (int t = s.begin; t < s.end; ++t) {
+      int n0 = t * tile, n1 = std::min(N, n0 + tile);
+      for (size_t i = end; i-- > 0;)
+        layers_[i]->backward(acts_[i], acts_[i + 1], grads_[i + 1], i > 0 ? &grads_[i] : nullptr, n0, n1,
+                             views[static_cast<size_t>(th)][i]);
+    }
+  }
+  for (int th = 0; th < nthreads; ++th)
+    for (size_t i = 0; i < end; ++i) {
+      auto ps = layers_[i]->params();
+      for (size_t j = 0; j < ps.size(); ++j) {
+        const Tensor& part = *views[static_cast<size_t>(th)][i][j];
+        for (int64_t e = 0; e < part.numel(); ++e) (*ps[j].grad)[e] += part[e];
+      }
+    }
+}
+
+void Layer::backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din) {
+  std::vector<Tensor*> grads;
+  for (Param& p : params()) grads.push_back(p.grad);
+  backward(in, out, dout, din, 0, in.dim(0), grads);
 }
 
 void Sequential::zero_grad() {

@@ -25,4 +25,5 @@ bool show_progress(const Common& c);
 void check_output_path(const std::string& path, const std::string& flag);
 
 void add_train_commands(CLI::App& app);  // train, eval, summary
+void add_bench_command(CLI::App& app);
 }  // namespace lowbit::cli

@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "lowbit 0.1");
   lowbit::cli::add_train_commands(app);
+  lowbit::cli::add_bench_command(app);
 #ifdef LOWBIT_HAS_CALC
   add_calc_command(app);
 #endif

@@ -64,7 +64,7 @@ LOWBIT_INLINE __m256i requant8(__m256i v, const RowRequant& q, RequantVariant va
     __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(v), q.scale);
     f = _mm256_min_ps(_mm256_max_ps(f, q.flo), q.fhi);
     f = variant == RequantVariant::float_nearest
-            ? _mm256_round_ps(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+            ? _mm256_round_ps(f, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC)
             : _mm256_round_ps(f, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
     return _mm256_add_epi32(_mm256_cvttps_epi32(f), q.z);  // f is integral: exact conversion
   }

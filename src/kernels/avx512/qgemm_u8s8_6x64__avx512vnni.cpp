@@ -87,7 +87,7 @@ LOWBIT_INLINE __m128i requant16(__m512i v, const RowRequant& q, RequantVariant v
   v = _mm512_mask_blend_epi32(0xAAAA, even, odd);
   if (variant == RequantVariant::fixedpoint) {  // rounding divide by 2^right, ties away from 0
     const __m512i rem = _mm512_and_si512(v, q.rmask);
-    const __m512i thr = _mm512_add_epi32(q.rhalf, _mm512_srli_epi32(v, 31));
+    const __m512i thr = q.rhalf;
     const __mmask16 up = _mm512_cmpgt_epi32_mask(rem, thr);
     v = _mm512_sra_epi32(v, q.right);
     v = _mm512_mask_sub_epi32(v, up, v, _mm512_set1_epi32(-1));

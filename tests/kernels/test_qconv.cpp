@@ -1,0 +1,321 @@
+// The integer convolution pieces: im2col into the packed layout (reference against a direct
+// convolution; every ISA byte-equal to the reference), the plain-matrix pack, pooling (against
+// independent oracles; SIMD equal to the reference), input quantization, and the weight / bias
+// preparation helpers.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "kernels/dispatch.h"
+#include "kernels/qkernels.h"
+#include "lowbit/core.h"
+
+namespace lowbit {
+namespace {
+
+std::vector<uint8_t> random_bytes(Rng& rng, size_t n) {
+  std::vector<uint8_t> v(n);
+  for (auto& b : v) b = static_cast<uint8_t>(rng.below(256));
+  return v;
+}
+
+struct ConvShape {
+  int nb, c, h, w, kh, kw, stride, pad;
+  bool cnhw;  // planes stored channel-major (C, N, H, W) instead of NCHW
+  std::string str() const {
+    std::ostringstream s;
+    s << "nb=" << nb << " c=" << c << " h=" << h << " w=" << w << " k=" << kh << "x" << kw << " stride=" << stride
+      << " pad=" << pad << (cnhw ? " CNHW" : " NCHW");
+    return s.str();
+  }
+  QIm2colArgs args(const uint8_t* in, uint8_t pad_value, uint8_t* out) const {
+    QIm2colArgs a;
+    a.in = in;
+    a.nb = nb;
+    a.c = c;
+    a.h = h;
+    a.w = w;
+    a.in_bstride = cnhw ? int64_t{h} * w : int64_t{c} * h * w;
+    a.in_cstride = cnhw ? int64_t{nb} * h * w : int64_t{h} * w;
+    a.kh = kh;
+    a.kw = kw;
+    a.stride = stride;
+    a.pad = pad;
+    a.pad_value = pad_value;
+    a.out = out;
+    return a;
+  }
+  int oh() const { return qconv_out_size(h, kh, stride, pad); }
+  int ow() const { return qconv_out_size(w, kw, stride, pad); }
+  size_t packed_size() const { return static_cast<size_t>(qk4(c * kh * kw)) * nb * oh() * ow(); }
+};
+
+std::vector<ConvShape> conv_shapes() {
+  std::vector<ConvShape> out;
+  int i = 0;
+  for (int kk = 1; kk <= 5; ++kk)
+    for (int stride = 1; stride <= 2; ++stride)
+      for (int pad = 0; pad <= 2; ++pad)
+        for (int c : {1, 2, 3, 6})
+          for (int hw : {5, 7, 14, 17, 32, 40}) {
+            if (hw + 2 * pad < kk) continue;
+            const int nb = (i % 3 == 0) ? 3 : 1;
+            const int kw = (i % 5 == 0 && kk > 1) ? kk - 1 : kk;  // some non-square kernels
+            out.push_back({nb, c, hw, hw + (i % 4 == 0 ? 3 : 0), kk, kw, stride, pad, i % 2 == 1});
+            ++i;
+          }
+  out.push_back({2, 1, 32, 32, 5, 5, 1, 0, false});   // LeNet conv1
+  out.push_back({3, 6, 14, 14, 5, 5, 1, 0, false});   // LeNet conv2
+  out.push_back({5, 16, 5, 5, 5, 5, 1, 0, false});    // LeNet conv3
+  out.push_back({1, 16, 28, 28, 3, 3, 1, 1, true});
+  return out;
+}
+
+// im2col (ref) + GEMM (ref, int32 out) against a direct convolution with padding value z.
+TEST(QIm2col, ReferenceGivesDirectConvolution) {
+  Rng rng(21);
+  for (const ConvShape& s : conv_shapes()) {
+    if (s.h > 17) continue;  // the direct loop is slow; small images cover the padding logic
+    const int m = 3, k = s.c * s.kh * s.kw, k4 = qk4(k);
+    const auto in = random_bytes(rng, static_cast<size_t>(s.nb) * s.c * s.h * s.w);
+    const uint8_t z = static_cast<uint8_t>(rng.below(256));
+    std::vector<int8_t> w(static_cast<size_t>(m) * k4, 0);
+    for (int i = 0; i < m; ++i)
+      for (int p = 0; p < k; ++p) w[static_cast<size_t>(i * k4 + p)] = static_cast<int8_t>(static_cast<int>(rng.below(256)) - 128);
+    std::vector<uint8_t> packed(s.packed_size(), 0x77);
+    qim2col_u8_ref(s.args(in.data(), z, packed.data()));
+    const int n = s.nb * s.oh() * s.ow();
+    std::vector<int32_t> bias(m, 0), c(static_cast<size_t>(m) * n);
+    QGemmArgs g;
+    g.m = m;
+    g.n = n;
+    g.k = k;
+    g.w = w.data();
+    g.ldw = k4;
+    g.x = packed.data();
+    g.bias = bias.data();
+    g.ldc = n;
+    g.c_i32 = c.data();
+    qgemm_u8s8_ref(g);
+    const QIm2colArgs a = s.args(in.data(), z, nullptr);
+    for (int i = 0; i < m; ++i)
+      for (int b = 0; b < s.nb; ++b)
+        for (int y = 0; y < s.oh(); ++y)
+          for (int x = 0; x < s.ow(); ++x) {
+            int64_t sum = 0;
+            for (int ci = 0; ci < s.c; ++ci)
+              for (int u = 0; u < s.kh; ++u)
+                for (int v = 0; v < s.kw; ++v) {
+                  const int r = y * s.stride - s.pad + u, q = x * s.stride - s.pad + v;
+                  const int val = (r < 0 || r >= s.h || q < 0 || q >= s.w)
+                                      ? z
+                                      : in[static_cast<size_t>(b * a.in_bstride + ci * a.in_cstride + r * s.w + q)];
+                  sum += int64_t{w[static_cast<size_t>(i * k4 + (ci * s.kh + u) * s.kw + v)]} * val;
+                }
+            const int col = (b * s.oh() + y) * s.ow() + x;
+            ASSERT_EQ(c[static_cast<size_t>(i * n + col)], sum)
+                << s.str() << " out channel " << i << " image " << b << " y " << y << " x " << x;
+          }
+    // Padded rows k >= K are zero.
+    for (int p = k; p < k4; ++p)
+      for (int j = 0; j < n; ++j) ASSERT_EQ(packed[static_cast<size_t>((p / 4) * n * 4 + j * 4 + p % 4)], 0) << s.str();
+  }
+}
+
+TEST(QIm2col, EveryIsaMatchesReference) {
+  Rng rng(22);
+  for (Isa isa : {Isa::avx2, Isa::avx512}) {
+    const KernelTable* t = kernels_for(isa);
+    if (!t) continue;
+    for (const ConvShape& s : conv_shapes()) {
+      const auto in = random_bytes(rng, static_cast<size_t>(s.nb) * s.c * s.h * s.w);
+      const uint8_t z = static_cast<uint8_t>(rng.below(256));
+      // One guard byte after the packed matrix, pre-filled the same way in both.
+      std::vector<uint8_t> want(s.packed_size() + 64, 0x3C), got = want;
+      qim2col_u8_ref(s.args(in.data(), z, want.data()));
+      t->qim2col_u8(s.args(in.data(), z, got.data()));
+      for (size_t i = 0; i < want.size(); ++i)
+        ASSERT_EQ(int{got[i]}, int{want[i]}) << isa_name(isa) << " " << s.str() << " packed byte " << i;
+    }
+  }
+}
+
+TEST(QPack, PlainMatrixBothOrders) {
+  Rng rng(23);
+  for (int k : {1, 3, 4, 5, 84, 120, 401})
+    for (int n : {1, 7, 256}) {
+      const auto a = random_bytes(rng, static_cast<size_t>(k) * n);
+      std::vector<uint8_t> p1(static_cast<size_t>(qk4(k)) * n, 0x11), p2 = p1;
+      qpack_u8_ref(a.data(), n, 1, k, n, p1.data());  // X[K][N]
+      std::vector<uint8_t> t(a.size());               // the same matrix batch-major: [N][K]
+      for (int p = 0; p < k; ++p)
+        for (int j = 0; j < n; ++j) t[static_cast<size_t>(j * k + p)] = a[static_cast<size_t>(p * n + j)];
+      qpack_u8_ref(t.data(), 1, k, k, n, p2.data());
+      ASSERT_EQ(p1, p2) << "k=" << k << " n=" << n;
+      for (int p = 0; p < qk4(k); ++p)
+        for (int j = 0; j < n; ++j)
+          ASSERT_EQ(p1[static_cast<size_t>((p / 4) * n * 4 + j * 4 + p % 4)], p < k ? a[static_cast<size_t>(p * n + j)] : 0)
+              << "k=" << k << " n=" << n << " p=" << p << " j=" << j;
+    }
+}
+
+TEST(QPool, MaxAndAverageMatchOracles) {
+  Rng rng(24);
+  for (int planes : {1, 6, 16})
+    for (int h : {2, 3, 10, 28})
+      for (int w : {2, 5, 10, 28, 40, 66}) {
+        const auto in = random_bytes(rng, static_cast<size_t>(planes) * h * w);
+        const int oh = h / 2, ow = w / 2;
+        std::vector<uint8_t> mx(static_cast<size_t>(planes) * oh * ow), av(mx.size());
+        qmaxpool2x2_u8_ref(in.data(), planes, h, w, mx.data());
+        qavgpool2x2_u8_ref(in.data(), planes, h, w, av.data());
+        for (int p = 0; p < planes; ++p)
+          for (int y = 0; y < oh; ++y)
+            for (int x = 0; x < ow; ++x) {
+              int m = 0;
+              double s = 0;
+              for (int dy = 0; dy < 2; ++dy)
+                for (int dx = 0; dx < 2; ++dx) {
+                  const int u = in[static_cast<size_t>((p * h + 2 * y + dy) * w + 2 * x + dx)];
+                  m = std::max(m, u);
+                  s += u - 128;  // q domain
+                }
+              const double avg = s / 4;
+              const int want_avg = 128 + static_cast<int>(avg >= 0 ? std::floor(avg + 0.5) : -std::floor(-avg + 0.5));
+              const size_t o = static_cast<size_t>((p * oh + y) * ow + x);
+              ASSERT_EQ(int{mx[o]}, m) << "planes " << planes << " h " << h << " w " << w << " at " << o;
+              ASSERT_EQ(int{av[o]}, want_avg) << "planes " << planes << " h " << h << " w " << w << " at " << o;
+            }
+      }
+  // Hand-worked ties of the average in the q domain: q = {-1, -1, 0, 0} sums to -2, -0.5 -> -1;
+  // q = {1, 1, 0, 0} -> 0.5 -> 1.
+  const uint8_t neg[4] = {127, 127, 128, 128}, pos[4] = {129, 129, 128, 128};
+  uint8_t o = 0;
+  qavgpool2x2_u8_ref(neg, 1, 2, 2, &o);
+  EXPECT_EQ(o, 127);
+  qavgpool2x2_u8_ref(pos, 1, 2, 2, &o);
+  EXPECT_EQ(o, 129);
+}
+
+TEST(QPool, EveryIsaMatchesReference) {
+  Rng rng(25);
+  for (Isa isa : {Isa::avx2, Isa::avx512}) {
+    const KernelTable* t = kernels_for(isa);
+    if (!t) continue;
+    for (int planes : {1, 2, 6, 16, 33})
+      for (int h : {1, 2, 3, 4, 10, 28, 31})
+        for (int w : {1, 2, 3, 4, 10, 14, 28, 30, 32, 34, 62, 64, 66, 100}) {
+          const auto in = random_bytes(rng, static_cast<size_t>(planes) * h * w);
+          const size_t n_out = static_cast<size_t>(planes) * (h / 2) * (w / 2);
+          std::vector<uint8_t> want(n_out + 32, 0x42), got = want;
+          qmaxpool2x2_u8_ref(in.data(), planes, h, w, want.data());
+          t->qmaxpool2x2_u8(in.data(), planes, h, w, got.data());
+          ASSERT_EQ(want, got) << isa_name(isa) << " planes " << planes << " h " << h << " w " << w;
+          t->qavgpool2x2_u8(in.data(), planes, h, w, got.data());
+          qavgpool2x2_u8_ref(in.data(), planes, h, w, want.data());
+          ASSERT_EQ(want, got) << isa_name(isa) << " avg planes " << planes << " h " << h << " w " << w;
+        }
+  }
+}
+
+TEST(QQuantize, RoundsHalfToEvenAndClamps) {
+  const float x[] = {0.0f, 0.25f, 0.75f, 1.25f, -0.25f, -0.75f, 100.0f, -100.0f, std::nanf(""),
+                     std::numeric_limits<float>::infinity(), 0.3f};
+  uint8_t out[11];
+  QQuantizeArgs p;
+  p.scale = 0.5f;  // x / s: 0, 0.5, 1.5, 2.5, -0.5, -1.5, 200, -200, nan, inf, 0.6
+  p.z_u = 100;
+  p.lo_u = 0;
+  p.hi_u = 255;
+  qquantize_f32_u8_ref(x, 11, p, out);
+  const int want[] = {100, 100, 102, 102, 100, 98, 255, 0, 100, 255, 101};
+  for (int i = 0; i < 11; ++i) EXPECT_EQ(int{out[i]}, want[i]) << "x = " << x[i];
+  p.lo_u = 90;  // a narrower (e.g. 4-bit) range
+  p.hi_u = 105;
+  qquantize_f32_u8_ref(x, 11, p, out);
+  EXPECT_EQ(out[6], 105);
+  EXPECT_EQ(out[7], 90);
+  for (Isa isa : {Isa::ref, Isa::avx2, Isa::avx512})
+    if (const KernelTable* t = kernels_for(isa)) {
+      uint8_t o2[11];
+      t->qquantize_f32_u8(x, 11, p, o2);
+      for (int i = 0; i < 11; ++i) EXPECT_EQ(o2[i], out[i]) << isa_name(isa) << " i " << i;
+    }
+}
+
+TEST(QPrep, PadWeightsAndBiasEff) {
+  const int8_t w[2 * 5] = {1, -2, 3, -4, 5, -128, 127, 0, 0, 1};
+  int8_t padded[2 * 8];
+  qpad_weights_s8(w, 2, 5, 5, padded);
+  const int8_t want[16] = {1, -2, 3, -4, 5, 0, 0, 0, -128, 127, 0, 0, 1, 0, 0, 0};
+  for (int i = 0; i < 16; ++i) EXPECT_EQ(padded[i], want[i]) << i;
+  const int32_t bias[2] = {1000, -7};
+  int32_t be[2];
+  qbias_eff(padded, 2, 5, 8, bias, 130, be, "conv1");
+  EXPECT_EQ(be[0], 1000 - 130 * 3);  // sum of row 0 = 3
+  EXPECT_EQ(be[1], -7 - 130 * 0);    // sum of row 1 = 0
+  qbias_eff(padded, 2, 5, 8, nullptr, 128, be, "conv1");
+  EXPECT_EQ(be[0], -384);
+  const int32_t huge[2] = {std::numeric_limits<int32_t>::max() - 5, 0};
+  try {
+    qbias_eff(padded, 2, 5, 8, huge, 0, be, "conv9");
+    ADD_FAILURE() << "accepted an overflowing bias";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("conv9"), std::string::npos) << e.what();
+  }
+}
+
+// LeNet's conv1 end to end on each ISA: quantize nothing, im2col + GEMM + pool equal ref.
+TEST(QConv, LeNetConv1PipelineEveryIsa) {
+  Rng rng(26);
+  const ConvShape s{4, 1, 32, 32, 5, 5, 1, 0, false};
+  const auto in = random_bytes(rng, 4 * 32 * 32);
+  const int m = 6, k = 25, k4 = 28, n = s.nb * 28 * 28;
+  std::vector<int8_t> w(static_cast<size_t>(m) * k4, 0);
+  for (int i = 0; i < m; ++i)
+    for (int p = 0; p < k; ++p) w[static_cast<size_t>(i * k4 + p)] = static_cast<int8_t>(static_cast<int>(rng.below(256)) - 128);
+  std::vector<int32_t> bias(m), q31(m), shift(m);
+  qbias_eff(w.data(), m, k, k4, nullptr, 128, bias.data(), "conv1");
+  for (int i = 0; i < m; ++i) {
+    const QuantizedMultiplier qm = quantize_multiplier(0.004 * (i + 1));
+    q31[i] = qm.q31;
+    shift[i] = qm.shift;
+  }
+  RequantParams rq;
+  rq.q31 = q31.data();
+  rq.shift = shift.data();
+  rq.z_out = 120;
+  rq.lo = 120;  // ReLU
+  std::vector<uint8_t> results[3];
+  int r = 0;
+  for (Isa isa : {Isa::ref, Isa::avx2, Isa::avx512}) {
+    const KernelTable* t = kernels_for(isa);
+    if (!t) continue;
+    std::vector<uint8_t> packed(s.packed_size()), conv(static_cast<size_t>(n) * m), pooled(conv.size() / 4);
+    t->qim2col_u8(s.args(in.data(), 128, packed.data()));
+    QGemmArgs g;
+    g.m = m;
+    g.n = n;
+    g.k = k;
+    g.w = w.data();
+    g.ldw = k4;
+    g.x = packed.data();
+    g.bias = bias.data();
+    g.ldc = 784;  // NCHW output of 4 images
+    g.cols_per_image = 784;
+    g.ldc_image = 6 * 784;
+    g.c_u8 = conv.data();
+    g.rq = &rq;
+    t->qgemm_u8s8(g);
+    t->qmaxpool2x2_u8(conv.data(), s.nb * m, 28, 28, pooled.data());
+    results[r++] = pooled;
+    if (r > 1) ASSERT_EQ(results[0], results[r - 1]) << isa_name(isa);
+  }
+}
+
+}  // namespace
+}  // namespace lowbit

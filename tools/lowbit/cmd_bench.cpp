@@ -1,0 +1,118 @@
+// lowbit bench: inference (or training) speed of a model file on random inputs.
+// Throughput: median over timed windows of at least 0.2 s after a warm-up; latency: p50 over
+// single-sample calls. The answer is computed once before timing (STYLE.md rule 10: benchmarks
+// check what they time) and must be finite.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <vector>
+
+#include "cli.h"
+#include "kernels/dispatch.h"
+#include "lowbit/nn.h"
+#include "lowbit/train.h"
+
+namespace lowbit::cli {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Median images/s of `windows` windows, each running `step` until it has taken >= min_s.
+template <class Step>
+double median_rate(Step step, int images_per_step, int windows, double min_s) {
+  for (int i = 0; i < 3; ++i) step();  // warm-up
+  std::vector<double> rates;
+  for (int w = 0; w < windows; ++w) {
+    auto t0 = Clock::now();
+    int steps = 0;
+    do {
+      step();
+      ++steps;
+    } while (seconds_since(t0) < min_s);
+    rates.push_back(steps * double{static_cast<double>(images_per_step)} / seconds_since(t0));
+  }
+  std::sort(rates.begin(), rates.end());
+  return rates[rates.size() / 2];
+}
+
+struct BenchOpts {
+  Common common;
+  std::string model;
+  int batch = 256, windows = 5;
+  bool train = false;
+};
+
+void run_bench(const BenchOpts& o) {
+  apply(o.common);
+  if (o.batch <= 0) throw Error("--batch must be positive, got " + std::to_string(o.batch));
+  Sequential m = load_model(o.model);
+  Shape in = m.input_shape;
+  in.insert(in.begin(), o.batch);
+  Tensor x(in);
+  Rng rng(1);
+  for (int64_t i = 0; i < x.numel(); ++i) x[i] = rng.uniform(-1, 1);
+  const Tensor& y = m.forward(x);
+  for (int64_t i = 0; i < y.numel(); ++i)
+    if (!std::isfinite(y[i])) throw Error(o.model + ": forward pass gives a non-finite output");
+  nlohmann::json j = {{"model", o.model}, {"batch", o.batch}, {"threads", threads()}, {"isa", isa_name(kernels().isa)},
+                      {"precision", "fp32"}};
+  if (o.train) {
+    std::vector<uint8_t> labels(static_cast<size_t>(o.batch));
+    for (auto& l : labels) l = static_cast<uint8_t>(rng.below(10));
+    OptimConfig oc;
+    Optimizer opt(m, oc);
+    Tensor d;
+    const size_t end = m.logits_end();
+    double ips = median_rate(
+        [&] {
+          m.forward(x);
+          d.resize(m.activation(end).shape());
+          softmax_cross_entropy(m.activation(end), labels.data(), &d);
+          m.zero_grad();
+          m.backward(d, end);
+          opt.step();
+        },
+        o.batch, o.windows, 0.2);
+    j["task"] = "train";
+    j["images_per_second"] = ips;
+    std::printf("%s: training, batch %d, %d threads, %s: %.0f images/s\n", o.model.c_str(), o.batch, threads(),
+                isa_name(kernels().isa), ips);
+  } else {
+    double ips = median_rate([&] { m.forward(x); }, o.batch, o.windows, 0.2);
+    Tensor one(Shape(in.begin(), in.end()));
+    one.resize([&] { Shape s = in; s[0] = 1; return s; }());
+    for (int64_t i = 0; i < one.numel(); ++i) one[i] = x[i];
+    std::vector<double> lat;
+    for (int i = 0; i < 2000; ++i) {
+      auto t0 = Clock::now();
+      m.forward(one);
+      lat.push_back(seconds_since(t0) * 1e6);
+    }
+    std::sort(lat.begin(), lat.end());
+    j["task"] = "infer";
+    j["images_per_second"] = ips;
+    j["latency_us_p50"] = lat[lat.size() / 2];
+    std::printf("%s: inference fp32, batch %d, %d threads, %s: %.0f images/s; batch-1 latency p50 %.1f us\n",
+                o.model.c_str(), o.batch, threads(), isa_name(kernels().isa), ips, lat[lat.size() / 2]);
+  }
+  write_json(o.common, j);
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& app) {
+  auto* b = app.add_subcommand("bench", "Inference (or --train) speed of a model: images/s and batch-1 latency");
+  static BenchOpts o;
+  add_common(b, o.common);
+  b->add_option("model", o.model, "Model file")->required();
+  b->add_option("--batch", o.batch, "Batch size")->capture_default_str();
+  b->add_option("--windows", o.windows, "Timed windows (the median is reported)")->capture_default_str()->check(CLI::PositiveNumber);
+  b->add_flag("--train", o.train, "Time training steps (SGD) instead of inference");
+  b->callback([] { run_bench(o); });
+}
+
+}  // namespace lowbit::cli
