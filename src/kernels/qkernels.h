@@ -59,7 +59,9 @@ using QGemmFn = void (*)(const QGemmArgs&);
 // out: packed [qk4(K)/4][N][4] with K = c*kh*kw, k = (ci*kh + i)*kw + j, N = nb*oh*ow,
 //      column n = (b*oh + y)*ow + x, oh = (h + 2*pad - kh)/stride + 1 (likewise ow).
 // X(k, n) = in(b, ci, y*stride - pad + i, x*stride - pad + j), or pad_value (the input zero
-// point, u8) outside the image; rows k >= K are written as 0.
+// point, u8) outside the image; rows k >= K are written as 0. SIMD versions may write scratch
+// bytes into positions of the packed matrix that they overwrite later in the same call (never
+// outside it), so concurrent calls must not share one packed matrix.
 struct QIm2colArgs {
   const uint8_t* in = nullptr;
   int nb = 1, c = 1, h = 0, w = 0;
@@ -117,5 +119,6 @@ void qavgpool2x2_u8_ref(const uint8_t* in, int64_t planes, int h, int w, uint8_t
 void qmaxpool2x2_u8__avx2(const uint8_t* in, int64_t planes, int h, int w, uint8_t* out);
 
 void qquantize_f32_u8_ref(const float* x, int64_t n, const QQuantizeArgs& p, uint8_t* out);
+void qquantize_f32_u8__avx2(const float* x, int64_t n, const QQuantizeArgs& p, uint8_t* out);
 
 }  // namespace lowbit

@@ -247,6 +247,35 @@ TEST(QQuantize, RoundsHalfToEvenAndClamps) {
     }
 }
 
+TEST(QQuantize, EveryIsaMatchesReference) {
+  Rng rng(27);
+  for (Isa isa : {Isa::avx2, Isa::avx512}) {
+    const KernelTable* t = kernels_for(isa);
+    if (!t) continue;
+    for (int n : {1, 7, 8, 9, 31, 1024, 1031}) {
+      QQuantizeArgs p;
+      p.scale = static_cast<float>(std::exp2(-8.0 + 10.0 * rng.uniform()));
+      p.z_u = static_cast<int32_t>(rng.below(256));
+      p.lo_u = static_cast<int32_t>(rng.below(100));
+      p.hi_u = 155 + static_cast<int32_t>(rng.below(101));
+      std::vector<float> x(static_cast<size_t>(n));
+      for (float& v : x) {
+        const uint64_t kind = rng.below(10);
+        if (kind == 0) v = p.scale * (0.5f + static_cast<float>(static_cast<int>(rng.below(60)) - 30));  // ties
+        else if (kind == 1) v = std::nanf("");
+        else if (kind == 2) v = (rng.below(2) ? 1 : -1) * std::numeric_limits<float>::infinity();
+        else v = p.scale * rng.uniform(-300.0f, 300.0f);
+      }
+      std::vector<uint8_t> want(x.size() + 16, 0x99), got = want;
+      qquantize_f32_u8_ref(x.data(), n, p, want.data());
+      t->qquantize_f32_u8(x.data(), n, p, got.data());
+      for (size_t i = 0; i < want.size(); ++i)
+        ASSERT_EQ(int{got[i]}, int{want[i]}) << isa_name(isa) << " n=" << n << " i=" << i << " x=" << (i < x.size() ? x[i] : 0.0f)
+                                             << " scale=" << p.scale << " z=" << p.z_u;
+    }
+  }
+}
+
 TEST(QPrep, PadWeightsAndBiasEff) {
   const int8_t w[2 * 5] = {1, -2, 3, -4, 5, -128, 127, 0, 0, 1};
   int8_t padded[2 * 8];

@@ -29,7 +29,7 @@ struct Layout {
   int64_t ldc, ldc_image;
 };
 
-enum class Fill { random, extreme_neg, extreme_pos, zeros };
+enum class Fill { random, extreme_neg, extreme_pos, zeros, small };
 
 // One GEMM problem with random data, its requantization parameters and output buffers.
 struct Problem {
@@ -60,6 +60,7 @@ struct Problem {
             case Fill::extreme_neg: v8 = -128; break;
             case Fill::extreme_pos: v8 = 127; break;
             case Fill::zeros: v8 = 0; break;
+            case Fill::small: v8 = static_cast<int8_t>(static_cast<int>(rng.below(7)) - 3); break;
           }
         } else if (p >= k4) {
           v8 = static_cast<int8_t>(rng.below(256));  // beyond K4: never read
@@ -67,7 +68,11 @@ struct Problem {
         w[static_cast<size_t>(i * ldw + p)] = v8;
       }
     // Padded rows of X get random bytes too: the zero columns of W must cancel them.
-    for (auto& b : x) b = fill == Fill::random ? static_cast<uint8_t>(rng.below(256)) : (fill == Fill::zeros ? 0 : 255);
+    for (auto& b : x) {
+      if (fill == Fill::random) b = static_cast<uint8_t>(rng.below(256));
+      else if (fill == Fill::small) b = static_cast<uint8_t>(rng.below(32));
+      else b = fill == Fill::zeros ? 0 : 255;
+    }
     // Typical |acc| ~ 74 * 128 * sqrt(k) for uniform data; aim M at outputs of tens, spread 1e3.
     const double typical = 74.0 * 128.0 * std::sqrt(static_cast<double>(k)) + 1.0;
     bias.resize(m);
@@ -76,7 +81,8 @@ struct Problem {
     divisor.resize(m);
     scale.resize(m);
     for (int i = 0; i < m; ++i) {
-      bias[i] = static_cast<int32_t>(rng.below(1u << 21)) - (1 << 20);
+      bias[i] = fill == Fill::small ? static_cast<int32_t>(rng.below(129)) - 64
+                                    : static_cast<int32_t>(rng.below(1u << 21)) - (1 << 20);
       double mult = 40.0 / typical * std::exp(std::log(1e-3) + std::log(1e3) * 1.5 * rng.uniform());
       if (rng.below(8) == 0) mult = 1e-6;
       if (rng.below(8) == 0) mult = 0.99;
@@ -292,6 +298,31 @@ TEST(QGemm, ExtremeValues) {
             qgemm_u8s8_ref(p.args(c.data()));
             EXPECT_EQ(c[0], int64_t{255} * -128 * k + p.bias[0]) << "k=" << k;
           }
+        }
+}
+
+// Multipliers that are powers of two (and small multiples) on small accumulators make exact ties
+// frequent in every rounding step: srdhm, the rounding shift, float rounding, the division.
+TEST(QGemm, RoundingTies) {
+  Rng rng(8);
+  const double mults[] = {0.5, 0.25, 0.125, 0.0625, 0.03125, 0.1875, 0.078125, 1.0, 2.0, 4.0, 0.375};
+  for (const IsaUnderTest& t : simd_isas())
+    for (RequantVariant v : kVariants)
+      for (int k : {1, 3, 8, 16})
+        for (int rep = 0; rep < 4; ++rep) {
+          Problem p(rng, 11, 70, k, v, false, plain(70), Fill::small);
+          for (int i = 0; i < p.m; ++i) {
+            const double mult = mults[(i + rep) % 11];
+            const QuantizedMultiplier qm = quantize_multiplier(mult);
+            p.q31[i] = qm.q31;
+            p.shift[i] = qm.shift;
+            p.scale[i] = static_cast<float>(mult);
+            p.divisor[i] = mult > 2.0 ? 1 : divisor_for_multiplier(mult);
+          }
+          p.rq.z_out = 128;
+          p.rq.lo = 0;
+          p.rq.hi = 255;
+          ASSERT_TRUE(same_as_ref(t.fn, isa_name(t.isa), p));
         }
 }
 

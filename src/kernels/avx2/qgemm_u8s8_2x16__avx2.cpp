@@ -64,7 +64,7 @@ LOWBIT_INLINE __m256i requant8(__m256i v, const RowRequant& q, RequantVariant va
     __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(v), q.scale);
     f = _mm256_min_ps(_mm256_max_ps(f, q.flo), q.fhi);
     f = variant == RequantVariant::float_nearest
-            ? _mm256_round_ps(f, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC)
+            ? _mm256_round_ps(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
             : _mm256_round_ps(f, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
     return _mm256_add_epi32(_mm256_cvttps_epi32(f), q.z);  // f is integral: exact conversion
   }
@@ -103,15 +103,10 @@ LOWBIT_INLINE __m128i pack8(__m256i v) {
   return _mm256_castsi256_si128(v);
 }
 
-LOWBIT_INLINE int64_t out_offset(const QGemmArgs& a, int i, int j) {
+// Offset of output column j within a row (see QGemmArgs).
+LOWBIT_INLINE int64_t column_offset(const QGemmArgs& a, int j) {
   const int p = a.cols_per_image;
-  if (p <= 0) return int64_t{i} * a.ldc + j;
-  return int64_t{i} * a.ldc + int64_t{j / p} * a.ldc_image + j % p;
-}
-
-// True when columns j..j+count-1 of a row are contiguous in the output.
-LOWBIT_INLINE bool contiguous(const QGemmArgs& a, int j, int count) {
-  return a.cols_per_image <= 0 || j % a.cols_per_image + count <= a.cols_per_image;
+  return p <= 0 ? j : int64_t{j / p} * a.ldc_image + j % p;
 }
 
 // Adds bias_eff and writes rows i0..i0+rows-1, columns j0..j0+cols-1 of a tile held in buf
@@ -120,23 +115,28 @@ __attribute__((noinline)) void finish_tile(const QGemmArgs& a, const int32_t* bu
                                            int j0, int cols) {
   const bool divide =
       a.variant == RequantVariant::divide_nearest || a.variant == RequantVariant::divide_floor;
-  for (int r = 0; r < rows; ++r) {
-    const int i = i0 + r;
-    const __m256i bias = _mm256_set1_epi32(a.bias[i]);
-    RowRequant q{};
-    if (!a.c_i32 && !divide) q = row_requant(a, i);
-    for (int c = 0; c < cols; c += 8) {
-      const int j = j0 + c, count = cols - c < 8 ? cols - c : 8;
-      const __m256i v =
-          _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(buf + r * 16 + c)), bias);
+  RowRequant q[2];
+  if (!a.c_i32 && !divide)
+    for (int r = 0; r < rows; ++r) q[r] = row_requant(a, i0 + r);
+  for (int c = 0; c < cols; c += 8) {
+    const int j = j0 + c, count = cols - c < 8 ? cols - c : 8;
+    // Columns j..j+count-1 are contiguous unless they cross an image boundary.
+    const int p = a.cols_per_image;
+    const bool contiguous = p <= 0 || j % p + count <= p;
+    const int64_t off = column_offset(a, j);
+    for (int r = 0; r < rows; ++r) {
+      const int i = i0 + r;
+      const __m256i v = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(buf + r * 16 + c)),
+                                         _mm256_set1_epi32(a.bias[i]));
       alignas(32) int32_t vi[8];
       alignas(16) uint8_t o[16];
       if (a.c_i32) {
-        if (count == 8 && contiguous(a, j, 8)) {
-          _mm256_storeu_si256(reinterpret_cast<__m256i*>(a.c_i32 + out_offset(a, i, j)), v);
+        int32_t* row = a.c_i32 + int64_t{i} * a.ldc;
+        if (count == 8 && contiguous) {
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(row + off), v);
         } else {
           _mm256_store_si256(reinterpret_cast<__m256i*>(vi), v);
-          for (int t = 0; t < count; ++t) a.c_i32[out_offset(a, i, j + t)] = vi[t];
+          for (int t = 0; t < count; ++t) row[contiguous ? off + t : column_offset(a, j + t)] = vi[t];
         }
         continue;
       }
@@ -144,13 +144,13 @@ __attribute__((noinline)) void finish_tile(const QGemmArgs& a, const int32_t* bu
         _mm256_store_si256(reinterpret_cast<__m256i*>(vi), v);
         for (int t = 0; t < count; ++t) o[t] = requantize_ref(vi[t], *a.rq, a.variant, i);
       } else {
-        _mm_store_si128(reinterpret_cast<__m128i*>(o), pack8(requant8(v, q, a.variant)));
+        _mm_store_si128(reinterpret_cast<__m128i*>(o), pack8(requant8(v, q[r], a.variant)));
       }
-      if (contiguous(a, j, count)) {
-        std::memcpy(a.c_u8 + out_offset(a, i, j), o, static_cast<size_t>(count));
-      } else {
-        for (int t = 0; t < count; ++t) a.c_u8[out_offset(a, i, j + t)] = o[t];
-      }
+      uint8_t* row = a.c_u8 + int64_t{i} * a.ldc;
+      if (contiguous)
+        std::memcpy(row + off, o, static_cast<size_t>(count));
+      else
+        for (int t = 0; t < count; ++t) row[column_offset(a, j + t)] = o[t];
     }
   }
 }

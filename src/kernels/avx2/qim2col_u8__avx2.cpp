@@ -7,7 +7,8 @@
 // rows outside the image, 0 for k >= K). With stride 1 the tap's row is read contiguously, so 16
 // output columns are four 16-byte loads interleaved byte-wise (punpck*bw, then punpck*wd) into
 // 64 packed bytes. Columns whose taps fall into the left/right padding, and strides > 1, take
-// the scalar path.
+// the scalar path. Output rows narrower than 16 use full steps that overrun into positions of
+// the packed matrix written later (never outside it).
 #include <immintrin.h>
 
 #include "kernels/qkernels.h"
@@ -21,6 +22,9 @@ void qim2col_u8__avx2(const QIm2colArgs& a) {
   const int nkb = qk4(k_real) / 4;
   const int64_t n_all = int64_t{a.nb} * oh * ow;
   alignas(16) uint8_t const_row[4][16];  // source of taps that read a constant
+  // Bytes from `in` to the end of its last plane, and the size of the packed matrix.
+  const int64_t in_size = (a.nb - 1) * a.in_bstride + (a.c - 1) * a.in_cstride + int64_t{a.h} * a.w;
+  const int64_t out_size = nkb * n_all * 4;
 
   for (int kb = 0; kb < nkb; ++kb) {
     int ci[4], ti[4], tj[4];
@@ -86,11 +90,23 @@ void qim2col_u8__avx2(const QIm2colArgs& a) {
           _mm_storeu_si128(d + 2, _mm_unpacklo_epi16(hi01, hi23));  // x+8..x+11
           _mm_storeu_si128(d + 3, _mm_unpackhi_epi16(hi01, hi23));  // x+12..x+15
         };
+        // A 16-column step past x_hi (rows narrower than 16, LeNet's 10 and 28) is fine when its
+        // reads stay inside the input and its writes inside the packed matrix: the columns past
+        // x_hi get garbage that later steps (this row's scalar tail, the next row, image or
+        // k-block) overwrite.
+        auto may_overrun = [&](int x) {
+          for (int t = 0; t < 4; ++t)
+            if (step[t] && (row[t] - a.in) + x + off[t] + 16 > in_size) return false;
+          return (o - a.out) + int64_t{x} * 4 + 64 <= out_size;
+        };
         int x = 0;
         for (; x < x_lo; ++x) scalar(x);
         for (; x + 16 <= x_hi; x += 16) simd16(x);
-        if (x < x_hi && x_hi - 16 >= x_lo) {  // ragged end: one overlapping chunk
+        if (x < x_hi && x_hi - 16 >= x_lo) {  // ragged end: one overlapping step
           simd16(x_hi - 16);
+          x = x_hi;
+        } else if (x < x_hi && may_overrun(x)) {
+          simd16(x);
           x = x_hi;
         }
         for (; x < ow; ++x) scalar(x);

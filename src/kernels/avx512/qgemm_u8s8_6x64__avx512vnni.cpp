@@ -87,7 +87,7 @@ LOWBIT_INLINE __m128i requant16(__m512i v, const RowRequant& q, RequantVariant v
   v = _mm512_mask_blend_epi32(0xAAAA, even, odd);
   if (variant == RequantVariant::fixedpoint) {  // rounding divide by 2^right, ties away from 0
     const __m512i rem = _mm512_and_si512(v, q.rmask);
-    const __m512i thr = q.rhalf;
+    const __m512i thr = _mm512_add_epi32(q.rhalf, _mm512_srli_epi32(v, 31));
     const __mmask16 up = _mm512_cmpgt_epi32_mask(rem, thr);
     v = _mm512_sra_epi32(v, q.right);
     v = _mm512_mask_sub_epi32(v, up, v, _mm512_set1_epi32(-1));
@@ -98,41 +98,45 @@ LOWBIT_INLINE __m128i requant16(__m512i v, const RowRequant& q, RequantVariant v
   return _mm512_cvtepi32_epi8(_mm512_add_epi32(v, q.z));
 }
 
-// Writes `count` (1..16) values of output row i starting at column j: u8 (c_u8) or int32.
-LOWBIT_INLINE void store_u8(const QGemmArgs& a, int i, int j, int count, __m128i bytes) {
-  const __mmask16 mask = static_cast<__mmask16>((1u << count) - 1);
+// Where output columns j..j+count-1 go: offset of column j within a row, and whether the run is
+// contiguous (it is unless it crosses an image boundary).
+struct ColumnRun {
+  int j, count;
+  int64_t off;
+  bool contiguous;
+};
+
+LOWBIT_INLINE ColumnRun column_run(const QGemmArgs& a, int j, int count) {
   const int p = a.cols_per_image;
-  if (p <= 0) {
-    _mm_mask_storeu_epi8(a.c_u8 + int64_t{i} * a.ldc + j, mask, bytes);
-    return;
-  }
-  const int img = j / p, col = j % p;
+  if (p <= 0) return {j, count, j, true};
+  const int img = j / p, col = j - img * p;
+  return {j, count, int64_t{img} * a.ldc_image + col, col + count <= p};
+}
+
+LOWBIT_INLINE int64_t scattered_offset(const QGemmArgs& a, int j) {
+  return int64_t{j / a.cols_per_image} * a.ldc_image + j % a.cols_per_image;
+}
+
+LOWBIT_INLINE void store_u8(const QGemmArgs& a, int i, const ColumnRun& run, __m128i bytes) {
   uint8_t* row = a.c_u8 + int64_t{i} * a.ldc;
-  if (col + count <= p) {
-    _mm_mask_storeu_epi8(row + img * a.ldc_image + col, mask, bytes);
+  if (run.contiguous) {
+    _mm_mask_storeu_epi8(row + run.off, static_cast<__mmask16>((1u << run.count) - 1), bytes);
     return;
   }
   alignas(16) uint8_t tmp[16];
   _mm_store_si128(reinterpret_cast<__m128i*>(tmp), bytes);
-  for (int t = 0; t < count; ++t) row[int64_t{(j + t) / p} * a.ldc_image + (j + t) % p] = tmp[t];
+  for (int t = 0; t < run.count; ++t) row[scattered_offset(a, run.j + t)] = tmp[t];
 }
 
-LOWBIT_INLINE void store_i32(const QGemmArgs& a, int i, int j, int count, __m512i v) {
-  const __mmask16 mask = static_cast<__mmask16>((1u << count) - 1);
-  const int p = a.cols_per_image;
+LOWBIT_INLINE void store_i32(const QGemmArgs& a, int i, const ColumnRun& run, __m512i v) {
   int32_t* row = a.c_i32 + int64_t{i} * a.ldc;
-  if (p <= 0) {
-    _mm512_mask_storeu_epi32(row + j, mask, v);
-    return;
-  }
-  const int img = j / p, col = j % p;
-  if (col + count <= p) {
-    _mm512_mask_storeu_epi32(row + img * a.ldc_image + col, mask, v);
+  if (run.contiguous) {
+    _mm512_mask_storeu_epi32(row + run.off, static_cast<__mmask16>((1u << run.count) - 1), v);
     return;
   }
   alignas(64) int32_t tmp[16];
   _mm512_store_si512(tmp, v);
-  for (int t = 0; t < count; ++t) row[int64_t{(j + t) / p} * a.ldc_image + (j + t) % p] = tmp[t];
+  for (int t = 0; t < run.count; ++t) row[scattered_offset(a, run.j + t)] = tmp[t];
 }
 
 // Adds bias_eff and writes rows i0..i0+rows-1, columns j0..j0+cols-1 of a tile held in buf
@@ -141,24 +145,24 @@ __attribute__((noinline)) void finish_tile(const QGemmArgs& a, const int32_t* bu
                                            int j0, int cols) {
   const bool divide =
       a.variant == RequantVariant::divide_nearest || a.variant == RequantVariant::divide_floor;
-  for (int r = 0; r < rows; ++r) {
-    const int i = i0 + r;
-    const __m512i bias = _mm512_set1_epi32(a.bias[i]);
-    RowRequant q{};
-    if (!a.c_i32 && !divide) q = row_requant(a, i);
-    for (int c = 0; c * 16 < cols; ++c) {
-      const int count = cols - 16 * c < 16 ? cols - 16 * c : 16;
-      const __m512i v = _mm512_add_epi32(_mm512_load_si512(buf + r * 64 + 16 * c), bias);
+  RowRequant q[6];
+  if (!a.c_i32 && !divide)
+    for (int r = 0; r < rows; ++r) q[r] = row_requant(a, i0 + r);
+  for (int c = 0; c * 16 < cols; ++c) {
+    const ColumnRun run = column_run(a, j0 + 16 * c, cols - 16 * c < 16 ? cols - 16 * c : 16);
+    for (int r = 0; r < rows; ++r) {
+      const int i = i0 + r;
+      const __m512i v = _mm512_add_epi32(_mm512_load_si512(buf + r * 64 + 16 * c), _mm512_set1_epi32(a.bias[i]));
       if (a.c_i32) {
-        store_i32(a, i, j0 + 16 * c, count, v);
+        store_i32(a, i, run, v);
       } else if (divide) {  // scalar, exact: no SIMD integer division
         alignas(64) int32_t vi[16];
         alignas(16) uint8_t o[16];
         _mm512_store_si512(vi, v);
         for (int t = 0; t < 16; ++t) o[t] = requantize_ref(vi[t], *a.rq, a.variant, i);
-        store_u8(a, i, j0 + 16 * c, count, _mm_load_si128(reinterpret_cast<const __m128i*>(o)));
+        store_u8(a, i, run, _mm_load_si128(reinterpret_cast<const __m128i*>(o)));
       } else {
-        store_u8(a, i, j0 + 16 * c, count, requant16(v, q, a.variant));
+        store_u8(a, i, run, requant16(v, q[r], a.variant));
       }
     }
   }

@@ -1,0 +1,103 @@
+// Post-training quantization: an FP32 Sequential plus calibration images -> the integer QModel the
+// engine runs (engine.h), and the per-layer weight/activation statistics of `lowbit stats`.
+// Not here: the quantization math (quant.h: QParams, observers, calibrators, ABC bases), running
+// the integer model (engine.h), QAT, printing (tools/lowbit/cmd_quantize.cpp, cmd_stats.cpp).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "lowbit/core.h"
+#include "lowbit/engine.h"
+#include "lowbit/nn.h"
+#include "lowbit/quant.h"
+
+namespace lowbit {
+
+// ---- post-training quantization ----
+
+// Weights are always symmetric (zero point 0) with the narrow range [-qmax, qmax] (int8: [-127,
+// 127]), as TFLite's int8 specification: a zero weight zero point keeps sum_k w * (x - z_in) free of
+// a z_w * sum_k x term, and the narrow range makes +-max|w| map to +-qmax exactly. act_scheme only
+// applies to activations.
+struct PtqConfig {
+  Calibrator calibrator = Calibrator::Kl;         // activations after every conv/linear
+  Calibrator input_calibrator = Calibrator::Max;  // the network input (KL clips raw images too hard)
+  int wbits = 8, abits = 8;                       // 2..8
+  bool per_channel = false;                       // one weight scale per output channel
+  Scheme act_scheme = Scheme::Affine;
+  Rounding rounding = Rounding::Nearest;          // of x / s everywhere, and of requantization
+  std::string requant = "fixedpoint";             // fixedpoint | float | divide
+  int abc_bases = 0;                              // > 0: ABC-Net approximation of the weights first
+  double percentile = 99.99;                      // percentile calibrator, in (0, 100]
+  int samples = 1000;                             // calibration images (the caller picks them)
+  int calib_batch = 256;                          // images per FP32 forward during calibration
+};
+
+// Error naming the field when a value is out of range (bits outside 2..8, unknown requant name,
+// abc_bases outside 0..5, percentile outside (0, 100], calib_batch < 1).
+void validate(const PtqConfig& cfg);
+
+// Quantizes `fp32` (unchanged, apart from its cached activations) with the clip ranges calibrated
+// on calib_images (N, input_shape...), N >= 1.
+//  - Conv2d/Linear [+ ReLU] -> one weighted op, ReLU fused (its observed output is post-ReLU);
+//    MaxPool2d/AvgPool2d with kernel 2, stride 2 -> pool op; Flatten -> flatten op; a trailing
+//    Softmax is dropped (arg-max unchanged). Anything else (Sigmoid, Tanh, a lone ReLU, other
+//    pools) is an Error naming the layer. The network must end with a weighted op without ReLU:
+//    its int32 accumulators become the logits.
+//  - Calibration: pass 1 observes min/max/moments of the network input and of every weighted op's
+//    output over all batches, pass 2 (only for histogram calibrators) the histograms of |x| over
+//    the range of pass 1. Thresholds do not depend on calib_batch.
+//  - Weights: symmetric wbits, per tensor or per output channel, rounded with cfg.rounding; bias
+//    int32 in units of s_w[c] * s_in. A bias that does not fit the engine's int32 accumulator
+//    widens the weight scale (of that channel when per-channel, else of the tensor), noted.
+//  - compute_requant() fills every weighted op but the last.
+// Notes for the user (dropped Softmax, widened scales, all-zero weights, ABC bits...) are appended
+// to *notes when non-null and stored in q.info["notes"]. q.info also records the configuration,
+// per tensor the calibrator, observed range and clip range, and calibration timings.
+QModel quantize_model(Sequential& fp32, const Tensor& calib_images, const PtqConfig& cfg,
+                      std::vector<std::string>* notes = nullptr);
+
+// ---- statistics (lowbit stats; reused by reports) ----
+
+// Histogram of signed values over [lo, hi] in equal bins: edge i = lo + i * (hi - lo) / bins;
+// value x goes to bin floor((x - lo) / (hi - lo) * bins), x = hi to the last bin. A zero-width
+// range puts everything in the middle bin... of a one-value range: all counts in bin 0.
+struct ValueHistogram {
+  float lo = 0, hi = 0;
+  std::vector<int64_t> counts;
+  double edge(int i) const { return lo + (static_cast<double>(hi) - lo) * i / static_cast<double>(counts.size()); }
+};
+
+struct TensorStats {
+  std::string name;        // "conv1.weight", "input", "act1" (the output of layer act1), ...
+  std::string layer_type;  // type of the layer that holds or produces it ("Input" for the input)
+  bool is_weight = false;
+  Shape shape;             // weights: the tensor's shape; activations: per sample
+  int64_t count = 0;       // values observed
+  float min = 0, max = 0;
+  double mean = 0, std = 0;  // population std
+  // The 3-sigma range [mean - 3 std, mean + 3 std] and whether its width exceeds max - min
+  // (seed 004, 2.1.2 / 2.3.2 compare the totals, i.e. the widths).
+  double sigma3_lo() const { return mean - 3 * std; }
+  double sigma3_hi() const { return mean + 3 * std; }
+  bool sigma3_larger() const { return 6 * std > static_cast<double>(max) - min; }
+  ValueHistogram hist;     // over [min, max]
+};
+
+struct ModelStats {
+  int samples = 0;  // images the activations were observed on
+  int bins = 0;
+  std::vector<TensorStats> weights;      // every conv/linear weight (and bias), in layer order
+  std::vector<TensorStats> activations;  // the network input, then every layer's output
+};
+
+// Two FP32 forward passes over `images` in batches of `batch` (range, then histograms), so the
+// result does not depend on `batch`. Error for an empty image set, bins < 1 or batch < 1.
+ModelStats model_stats(Sequential& model, const Tensor& images, int bins = 64, int batch = 256);
+nlohmann::json stats_json(const ModelStats& s);
+
+}  // namespace lowbit
