@@ -65,7 +65,7 @@ QModel quantize_model(Sequential& fp32, const Tensor& calib_images, const PtqCon
 
 // Histogram of signed values over [lo, hi] in equal bins: edge i = lo + i * (hi - lo) / bins;
 // value x goes to bin floor((x - lo) / (hi - lo) * bins), x = hi to the last bin. A zero-width
-// range puts everything in the middle bin... of a one-value range: all counts in bin 0.
+// range (a constant tensor) puts every value in bin 0.
 struct ValueHistogram {
   float lo = 0, hi = 0;
   std::vector<int64_t> counts;

@@ -1,4 +1,4 @@
-// lowbit bench: inference (or training) speed of a model file on random inputs.
+// lowbit bench: inference (or training) speed of an FP32 or quantized model file on random inputs.
 // Throughput: median over timed windows of at least 0.2 s after a warm-up; latency: p50 over
 // single-sample calls. The answer is computed once before timing (STYLE.md rule 10: benchmarks
 // check what they time) and must be finite.
@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "kernels/dispatch.h"
+#include "lowbit/engine.h"
 #include "lowbit/nn.h"
 #include "lowbit/train.h"
 
@@ -46,59 +47,76 @@ struct BenchOpts {
   bool train = false;
 };
 
+// Times a forward function on a random batch and on single samples.
+template <class Forward>
+void time_inference(Forward forward, const Shape& sample, const BenchOpts& o, nlohmann::json& j) {
+  Shape in = sample;
+  in.insert(in.begin(), o.batch);
+  Tensor x(in), one, y;
+  Rng rng(1);
+  for (int64_t i = 0; i < x.numel(); ++i) x[i] = rng.uniform(-1, 1);
+  forward(x, y);
+  for (int64_t i = 0; i < y.numel(); ++i)
+    if (!std::isfinite(y[i])) throw Error(o.model + ": the forward pass gives a non-finite output");
+  j["images_per_second"] = median_rate([&] { forward(x, y); }, o.batch, o.windows, 0.2);
+  in[0] = 1;
+  one.resize(in);
+  std::copy_n(x.data(), one.numel(), one.data());
+  std::vector<double> lat;
+  for (int i = 0; i < 3000; ++i) {
+    auto t0 = Clock::now();
+    forward(one, y);
+    lat.push_back(seconds_since(t0) * 1e6);
+  }
+  std::sort(lat.begin(), lat.end());
+  j["latency_us_p50"] = lat[lat.size() / 2];
+  j["latency_us_p90"] = lat[lat.size() * 9 / 10];
+}
+
 void run_bench(const BenchOpts& o) {
   apply(o.common);
   if (o.batch <= 0) throw Error("--batch must be positive, got " + std::to_string(o.batch));
-  Sequential m = load_model(o.model);
-  Shape in = m.input_shape;
-  in.insert(in.begin(), o.batch);
-  Tensor x(in);
-  Rng rng(1);
-  for (int64_t i = 0; i < x.numel(); ++i) x[i] = rng.uniform(-1, 1);
-  const Tensor& y = m.forward(x);
-  for (int64_t i = 0; i < y.numel(); ++i)
-    if (!std::isfinite(y[i])) throw Error(o.model + ": forward pass gives a non-finite output");
-  nlohmann::json j = {{"model", o.model}, {"batch", o.batch}, {"threads", threads()}, {"isa", isa_name(kernels().isa)},
-                      {"precision", "fp32"}};
-  if (o.train) {
+  nlohmann::json j = {{"model", o.model}, {"batch", o.batch}, {"threads", threads()}, {"isa", isa_name(kernels().isa)}};
+  if (model_kind(o.model) == "quantized") {
+    if (o.train) throw Error(o.model + ": --train needs an FP32 model");
+    QModel q = load_qmodel(o.model);
+    Engine e(q);
+    j["precision"] = "int8";
+    j["task"] = "infer";
+    time_inference([&](const Tensor& x, Tensor& y) { e.run(x, y); }, q.input_shape, o, j);
+  } else if (!o.train) {
+    Sequential m = load_model(o.model);
+    j["precision"] = "fp32";
+    j["task"] = "infer";
+    time_inference([&](const Tensor& x, Tensor& y) { y = m.forward(x); }, m.input_shape, o, j);
+  } else {
+    Sequential m = load_model(o.model);
+    Shape in = m.input_shape;
+    in.insert(in.begin(), o.batch);
+    Tensor x(in), d;
+    Rng rng(1);
+    for (int64_t i = 0; i < x.numel(); ++i) x[i] = rng.uniform(-1, 1);
     std::vector<uint8_t> labels(static_cast<size_t>(o.batch));
     for (auto& l : labels) l = static_cast<uint8_t>(rng.below(10));
-    OptimConfig oc;
-    Optimizer opt(m, oc);
-    Tensor d;
+    Optimizer opt(m, OptimConfig{});
     const size_t end = m.logits_end();
-    double ips = median_rate(
-        [&] {
-          m.forward(x);
-          d.resize(m.activation(end).shape());
-          softmax_cross_entropy(m.activation(end), labels.data(), &d);
-          m.zero_grad();
-          m.backward(d, end);
-          opt.step();
-        },
-        o.batch, o.windows, 0.2);
+    auto step = [&] {
+      m.forward(x);
+      d.resize(m.activation(end).shape());
+      softmax_cross_entropy(m.activation(end), labels.data(), &d);
+      m.zero_grad();
+      m.backward(d, end);
+      opt.step();
+    };
+    j["precision"] = "fp32";
     j["task"] = "train";
-    j["images_per_second"] = ips;
-    std::printf("%s: training, batch %d, %d threads, %s: %.0f images/s\n", o.model.c_str(), o.batch, threads(),
-                isa_name(kernels().isa), ips);
-  } else {
-    double ips = median_rate([&] { m.forward(x); }, o.batch, o.windows, 0.2);
-    Tensor one(Shape(in.begin(), in.end()));
-    one.resize([&] { Shape s = in; s[0] = 1; return s; }());
-    for (int64_t i = 0; i < one.numel(); ++i) one[i] = x[i];
-    std::vector<double> lat;
-    for (int i = 0; i < 2000; ++i) {
-      auto t0 = Clock::now();
-      m.forward(one);
-      lat.push_back(seconds_since(t0) * 1e6);
-    }
-    std::sort(lat.begin(), lat.end());
-    j["task"] = "infer";
-    j["images_per_second"] = ips;
-    j["latency_us_p50"] = lat[lat.size() / 2];
-    std::printf("%s: inference fp32, batch %d, %d threads, %s: %.0f images/s; batch-1 latency p50 %.1f us\n",
-                o.model.c_str(), o.batch, threads(), isa_name(kernels().isa), ips, lat[lat.size() / 2]);
+    j["images_per_second"] = median_rate(step, o.batch, o.windows, 0.2);
   }
+  std::printf("%s: %s %s, batch %d, %d threads, %s: %.0f images/s", o.model.c_str(), j["task"].get<std::string>().c_str(),
+              j["precision"].get<std::string>().c_str(), o.batch, threads(), isa_name(kernels().isa),
+              j["images_per_second"].get<double>());
+  if (j.contains("latency_us_p50")) std::printf("; batch-1 latency p50 %.2f us", j["latency_us_p50"].get<double>());
+  std::printf("\n");
   write_json(o.common, j);
 }
 

@@ -6,6 +6,7 @@
 
 #include "cli.h"
 #include "lowbit/data.h"
+#include "lowbit/engine.h"
 #include "lowbit/nn.h"
 #include "lowbit/train.h"
 
@@ -89,15 +90,26 @@ void add_train_commands(CLI::App& app) {
     std::string model, data = "fashion-mnist";
   } eo;
   add_common(e, eo.common);
-  e->add_option("model", eo.model, "Model file")->required();
+  e->add_option("model", eo.model, "Model file (FP32 or quantized)")->required();
   e->add_option("--data", eo.data, "Folder with the IDX files (or 'fashion-mnist')")->capture_default_str();
   e->callback([] {
     apply(eo.common);
-    Sequential m = load_model(eo.model);
-    Dataset test = load_split(eo.data, false);
-    double acc = evaluate(m, test);
-    std::printf("%s: accuracy %.2f%% on %d test images\n", eo.model.c_str(), 100 * acc, test.size());
-    write_json(eo.common, {{"accuracy", acc}, {"images", test.size()}, {"kind", "fp32"}});
+    const std::string kind = model_kind(eo.model);
+    double acc;
+    Dataset test;
+    std::string how = "fp32";
+    if (kind == "quantized") {
+      Engine engine(load_qmodel(eo.model));
+      test = load_split(eo.data, false);
+      acc = engine_accuracy(engine, test.images, test.labels);
+      how = std::string("integer engine, ") + engine.isa();
+    } else {
+      Sequential m = load_model(eo.model);
+      test = load_split(eo.data, false);
+      acc = evaluate(m, test);
+    }
+    std::printf("%s: accuracy %.2f%% on %d test images (%s)\n", eo.model.c_str(), 100 * acc, test.size(), how.c_str());
+    write_json(eo.common, {{"accuracy", acc}, {"images", test.size()}, {"kind", kind}});
   });
 
   auto* s = app.add_subcommand("summary", "Layer table: shapes, parameters, multiply-adds");

@@ -2,10 +2,7 @@
 // stage (DESIGN.md section 2). Errors: a message naming the file, field or flag; exit status 1.
 #include <cstdio>
 
-#if __has_include("calc.h")  // TEMP until calc lands
 #include "calc.h"
-#define LOWBIT_HAS_CALC 1
-#endif
 #include "cli.h"
 #include "lowbit/core.h"
 
@@ -15,9 +12,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "lowbit 0.1");
   lowbit::cli::add_train_commands(app);
   lowbit::cli::add_bench_command(app);
-#ifdef LOWBIT_HAS_CALC
   add_calc_command(app);
-#endif
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

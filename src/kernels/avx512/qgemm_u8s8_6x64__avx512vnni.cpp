@@ -145,24 +145,26 @@ __attribute__((noinline)) void finish_tile(const QGemmArgs& a, const int32_t* bu
                                            int j0, int cols) {
   const bool divide =
       a.variant == RequantVariant::divide_nearest || a.variant == RequantVariant::divide_floor;
-  RowRequant q[6];
-  if (!a.c_i32 && !divide)
-    for (int r = 0; r < rows; ++r) q[r] = row_requant(a, i0 + r);
-  for (int c = 0; c * 16 < cols; ++c) {
-    const ColumnRun run = column_run(a, j0 + 16 * c, cols - 16 * c < 16 ? cols - 16 * c : 16);
-    for (int r = 0; r < rows; ++r) {
-      const int i = i0 + r;
-      const __m512i v = _mm512_add_epi32(_mm512_load_si512(buf + r * 64 + 16 * c), _mm512_set1_epi32(a.bias[i]));
+  ColumnRun runs[4];
+  const int nch = (cols + 15) / 16;
+  for (int c = 0; c < nch; ++c) runs[c] = column_run(a, j0 + 16 * c, cols - 16 * c < 16 ? cols - 16 * c : 16);
+  for (int r = 0; r < rows; ++r) {
+    const int i = i0 + r;
+    const __m512i bias = _mm512_set1_epi32(a.bias[i]);
+    RowRequant q{};
+    if (!a.c_i32 && !divide) q = row_requant(a, i);
+    for (int c = 0; c < nch; ++c) {
+      const __m512i v = _mm512_add_epi32(_mm512_load_si512(buf + r * 64 + 16 * c), bias);
       if (a.c_i32) {
-        store_i32(a, i, run, v);
+        store_i32(a, i, runs[c], v);
       } else if (divide) {  // scalar, exact: no SIMD integer division
         alignas(64) int32_t vi[16];
         alignas(16) uint8_t o[16];
         _mm512_store_si512(vi, v);
         for (int t = 0; t < 16; ++t) o[t] = requantize_ref(vi[t], *a.rq, a.variant, i);
-        store_u8(a, i, run, _mm_load_si128(reinterpret_cast<const __m128i*>(o)));
+        store_u8(a, i, runs[c], _mm_load_si128(reinterpret_cast<const __m128i*>(o)));
       } else {
-        store_u8(a, i, run, requant16(v, q[r], a.variant));
+        store_u8(a, i, runs[c], requant16(v, q, a.variant));
       }
     }
   }

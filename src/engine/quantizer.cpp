@@ -1,0 +1,412 @@
+// Post-training quantization (DESIGN.md section 3, ALGORITHMS.md "Range calibration"): walks an
+// FP32 Sequential, calibrates activation ranges on calibration images, quantizes weights and
+// biases, and fills the integer QModel of engine.h.
+// Not here: the quantization math (src/quant), requantization multipliers (compute_requant in
+// engine.cpp), running the model (engine.cpp), statistics for `lowbit stats` (stats.cpp).
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "kernels/qkernels.h"
+#include "lowbit/quantizer.h"
+
+namespace lowbit {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// One op of the plan, with what calibration must observe for it.
+struct Step {
+  QOp op;
+  size_t layer = 0;         // index of the conv/linear/pool/flatten layer in the Sequential
+  int observer = -1;        // weighted ops: index into the observers of its output tensor
+  size_t act_index = 0;     // weighted ops: Sequential::activation index of that output
+};
+
+std::string layer_label(const Sequential& m, size_t i) {
+  return fmt::format("layer {} ({})", m.name(i), m.layer(i).type());
+}
+
+// Turns the layer list into ops; fuses ReLU; rejects what the engine cannot run.
+std::vector<Step> plan_ops(const Sequential& m, std::vector<std::string>& notes) {
+  std::vector<Step> steps;
+  for (size_t i = 0; i < m.size(); ++i) {
+    const Layer& l = m.layer(i);
+    const std::string t = l.type();
+    Step s;
+    s.layer = i;
+    s.op.name = m.name(i);
+    if (const auto* c = dynamic_cast<const Conv2d*>(&l)) {
+      s.op.kind = QOpKind::conv;
+      s.op.in_ch = c->in_ch;
+      s.op.out_ch = c->out_ch;
+      s.op.kernel = c->kernel;
+      s.op.stride = c->stride;
+      s.op.pad = c->pad;
+    } else if (const auto* f = dynamic_cast<const Linear*>(&l)) {
+      s.op.kind = QOpKind::linear;
+      s.op.in_ch = f->in_f;
+      s.op.out_ch = f->out_f;
+    } else if (const auto* p = dynamic_cast<const Pool2d*>(&l)) {
+      if (p->kernel != 2 || p->stride != 2)
+        throw Error(fmt::format("{} with kernel {} and stride {} is not supported by the integer engine "
+                                "(it runs 2x2 pooling with stride 2 only)",
+                                layer_label(m, i), p->kernel, p->stride));
+      s.op.kind = p->kind == PoolKind::max ? QOpKind::maxpool : QOpKind::avgpool;
+      s.op.kernel = 2;
+      s.op.stride = 2;
+    } else if (t == "Flatten") {
+      s.op.kind = QOpKind::flatten;
+    } else if (t == "Softmax" && i + 1 == m.size()) {
+      notes.push_back(fmt::format("{} dropped: the engine outputs logits; softmax does not change the arg-max",
+                                  layer_label(m, i)));
+      continue;
+    } else {
+      throw Error(fmt::format("{} is not supported by the integer engine (it runs Conv2d/Linear with an "
+                              "optional ReLU right after them, 2x2 pooling and Flatten)",
+                              layer_label(m, i)));
+    }
+    if (s.op.weighted()) {
+      s.act_index = i + 1;
+      if (i + 1 < m.size()) {
+        const auto* a = dynamic_cast<const Activation*>(&m.layer(i + 1));
+        if (a && a->kind == ActKind::relu) {
+          s.op.relu = true;
+          s.act_index = i + 2;  // observe the post-ReLU tensor
+          ++i;
+        }
+      }
+    }
+    steps.push_back(std::move(s));
+  }
+  size_t last_weighted = steps.size();
+  for (size_t k = 0; k < steps.size(); ++k)
+    if (steps[k].op.weighted()) last_weighted = k;
+  if (last_weighted == steps.size()) throw Error("the model has no Conv2d or Linear layer to quantize");
+  if (last_weighted + 1 != steps.size() || steps[last_weighted].op.relu)
+    throw Error(fmt::format("the model must end with a Conv2d or Linear layer without ReLU (its int32 "
+                            "accumulators become the logits); layer {} is not the last",
+                            steps[last_weighted].op.name));
+  return steps;
+}
+
+// Copies images [b0, b1) of a batch-major tensor into x.
+void slice_batch(const Tensor& images, int b0, int b1, Tensor& x) {
+  Shape s = images.shape();
+  s[0] = b1 - b0;
+  x.resize(s);
+  const int64_t per = images.numel() / images.dim(0);
+  std::memcpy(x.data(), images.data() + int64_t{b0} * per, static_cast<size_t>(int64_t{b1 - b0} * per) * sizeof(float));
+}
+
+QParams weight_qparams(float scale, int bits) {
+  QParams qp;
+  qp.scale = scale;
+  qp.zero_point = 0;
+  qp.bits = bits;
+  qp.narrow = true;
+  qp.scheme = Scheme::Symmetric;
+  return qp;
+}
+
+// round(v) in double with the configured rounding: bias values reach 2^31, beyond float's 2^24
+// exact integers, so this is quant_round's rule (nearest ties-to-even, or floor) in double.
+double round_double(double v, Rounding r) { return r == Rounding::Nearest ? std::nearbyint(v) : std::floor(v); }
+
+struct LayerWeights {
+  const Tensor* w = nullptr;
+  const Tensor* b = nullptr;  // null without bias
+};
+
+LayerWeights layer_weights(const Layer& l) {
+  if (const auto* c = dynamic_cast<const Conv2d*>(&l)) return {&c->weight, c->has_bias ? &c->bias : nullptr};
+  const auto& f = dynamic_cast<const Linear&>(l);
+  return {&f.weight, f.has_bias ? &f.bias : nullptr};
+}
+
+// Weights and bias of one weighted op; op.in must be set. Fills weight, w_scale, bias.
+void quantize_weights(QOp& op, const LayerWeights& lw, const PtqConfig& cfg, std::vector<std::string>& notes) {
+  const int oc = op.out_ch, k = op.k();
+  const int64_t n = int64_t{oc} * k;
+  const std::string wname = op.name + ".weight";
+  if (lw.w->numel() != n)
+    throw Error(fmt::format("{}: has {} values, expected {} x {}", wname, lw.w->numel(), oc, k));
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite((*lw.w)[i]))
+      throw Error(fmt::format("{}: {} at index {}", wname, std::isnan((*lw.w)[i]) ? "NaN" : "Inf", i));
+  std::vector<float> w(lw.w->data(), lw.w->data() + n);
+
+  if (cfg.abc_bases > 0) {  // ABC-Net: replace W by sum_i alpha_i B_i (per channel or whole tensor)
+    if (cfg.per_channel) {
+      for (int c = 0; c < oc; ++c) {
+        AbcBases a = abc_bases(w.data() + int64_t{c} * k, k, cfg.abc_bases);
+        std::copy(a.approx.begin(), a.approx.end(), w.begin() + int64_t{c} * k);
+      }
+    } else {
+      AbcBases a = abc_bases(w.data(), n, cfg.abc_bases);
+      w = a.approx;
+    }
+    op.abc_bases = cfg.abc_bases;
+  }
+
+  // Symmetric scales: per channel, or one for the tensor.
+  float amax_all = 0;
+  for (float v : w) amax_all = std::max(amax_all, std::fabs(v));
+  const float tensor_scale = choose_qparams(-amax_all, amax_all, cfg.wbits, Scheme::Symmetric, true, wname).scale;
+  op.w_scale.assign(static_cast<size_t>(oc), tensor_scale);
+  if (amax_all == 0.0f) notes.push_back(fmt::format("{}: all weights are 0 (scale 1)", wname));
+  if (cfg.per_channel) {
+    std::vector<QParams> qp = choose_qparams_per_channel(w.data(), oc, k, cfg.wbits, Scheme::Symmetric, true, wname);
+    int dead = 0;
+    for (int c = 0; c < oc; ++c) {
+      bool zero = true;
+      for (int64_t j = 0; j < k && zero; ++j) zero = w[static_cast<size_t>(int64_t{c} * k + j)] == 0.0f;
+      // An all-zero channel keeps the tensor's scale (its codes are 0 either way), so that its
+      // multiplier stays in the range of the others instead of s = 1.
+      if (zero) ++dead;
+      op.w_scale[static_cast<size_t>(c)] = zero ? tensor_scale : qp[static_cast<size_t>(c)].scale;
+    }
+    if (dead > 0 && amax_all != 0.0f)
+      notes.push_back(fmt::format("{}: {} all-zero output channel(s) get the tensor's scale", wname, dead));
+  }
+
+  op.weight.assign(static_cast<size_t>(n), 0);
+  auto quantize_channel = [&](int c) {
+    quantize_array(w.data() + int64_t{c} * k, k, weight_qparams(op.w_scale[static_cast<size_t>(c)], cfg.wbits),
+                   cfg.rounding, op.weight.data() + int64_t{c} * k, wname);
+  };
+  for (int c = 0; c < oc; ++c) quantize_channel(c);
+  if (!lw.b) {
+    op.bias.clear();
+    return;
+  }
+
+  // Bias in units of s_w[c] * s_in. The engine needs |bias - z_in_u * sum_k W| + 255*128*K < 2^31
+  // (qbias_eff); since |z_in_u * sum_k W| <= 255*127*K, |bias| <= limit below is always enough.
+  const std::string bname = op.name + ".bias";
+  const int64_t kk = k;
+  const double limit = 2147483647.0 - 255.0 * 128.0 * static_cast<double>(kk) - 255.0 * 127.0 * static_cast<double>(kk);
+  if (limit < 1.0) throw Error(fmt::format("{}: K = {} is too deep for int32 accumulators", op.name, k));
+  const int32_t z_in_u = op.in.zero_point + 128;
+  const double s_in = op.in.scale;
+  for (int64_t c = 0; c < oc; ++c)
+    if (!std::isfinite((*lw.b)[c]))
+      throw Error(fmt::format("{}: {} at index {}", bname, std::isnan((*lw.b)[c]) ? "NaN" : "Inf", c));
+  auto fits = [&](int c) {
+    const double v = round_double((*lw.b)[c] / (static_cast<double>(op.w_scale[static_cast<size_t>(c)]) * s_in), cfg.rounding);
+    if (std::fabs(v) > 2147483647.0) return false;
+    int64_t sum = 0;
+    for (int64_t j = 0; j < k; ++j) sum += op.weight[static_cast<size_t>(c * kk + j)];
+    const int64_t eff = static_cast<int64_t>(v) - int64_t{z_in_u} * sum;
+    return std::llabs(eff) + 255LL * 128LL * kk < (int64_t{1} << 31);
+  };
+  // Smallest scale at which |b| / (s_w * s_in) <= limit, with a margin for rounding.
+  auto needed_scale = [&](int c) {
+    return static_cast<float>(std::fabs((*lw.b)[c]) / (s_in * limit) * (1.0 + 1e-6));
+  };
+  if (cfg.per_channel) {
+    for (int c = 0; c < oc; ++c) {
+      if (fits(c)) continue;
+      const float old = op.w_scale[static_cast<size_t>(c)];
+      op.w_scale[static_cast<size_t>(c)] = std::max(old, needed_scale(c));
+      quantize_channel(c);
+      notes.push_back(fmt::format("{}[{}] = {} does not fit the int32 accumulator at scale s_w * s_in = {:.3g}; "
+                                  "widened that channel's weight scale from {:.4g} to {:.4g}",
+                                  bname, c, (*lw.b)[c], double(old) * s_in, old, op.w_scale[static_cast<size_t>(c)]));
+    }
+  } else {
+    int bad = -1;
+    for (int c = 0; c < oc && bad < 0; ++c)
+      if (!fits(c)) bad = c;
+    if (bad >= 0) {
+      float s = tensor_scale;
+      for (int c = 0; c < oc; ++c) s = std::max(s, needed_scale(c));
+      op.w_scale.assign(static_cast<size_t>(oc), s);
+      for (int c = 0; c < oc; ++c) quantize_channel(c);
+      notes.push_back(fmt::format("{}[{}] = {} does not fit the int32 accumulator at scale s_w * s_in = {:.3g}; "
+                                  "widened the layer's weight scale from {:.4g} to {:.4g}",
+                                  bname, bad, (*lw.b)[bad], double(tensor_scale) * s_in, tensor_scale, s));
+    }
+  }
+  op.bias.resize(static_cast<size_t>(oc));
+  for (int c = 0; c < oc; ++c) {
+    if (!fits(c))  // cannot happen by construction of needed_scale; kept as a guard
+      throw Error(fmt::format("{}[{}]: does not fit int32 even after widening the weight scale", bname, c));
+    const double v = round_double((*lw.b)[c] / (static_cast<double>(op.w_scale[static_cast<size_t>(c)]) * s_in), cfg.rounding);
+    op.bias[static_cast<size_t>(c)] = static_cast<int32_t>(v);
+  }
+}
+
+nlohmann::json tensor_info(const std::string& name, Calibrator c, const TensorObserver& o, const ClipRange& r,
+                           const QParams& qp) {
+  return {{"tensor", name},
+          {"calibrator", calibrator_name(c)},
+          {"observed", {o.minmax().min(), o.minmax().max()}},
+          {"clip", {r.lo, r.hi}},
+          {"scale", qp.scale},
+          {"zero_point", qp.zero_point}};
+}
+
+}  // namespace
+
+void validate(const PtqConfig& cfg) {
+  try {
+    check_bits(cfg.wbits);
+  } catch (const Error& e) {
+    throw Error(std::string("wbits: ") + e.what());
+  }
+  try {
+    check_bits(cfg.abits);
+  } catch (const Error& e) {
+    throw Error(std::string("abits: ") + e.what());
+  }
+  if (cfg.requant != "fixedpoint" && cfg.requant != "float" && cfg.requant != "divide")
+    throw Error("requant: unknown variant '" + cfg.requant + "' (allowed: fixedpoint, float, divide)");
+  if (cfg.abc_bases < 0 || cfg.abc_bases > 5)
+    throw Error(fmt::format("abc_bases: must be in 0..5, got {}", cfg.abc_bases));
+  if (!(cfg.percentile > 0.0 && cfg.percentile <= 100.0))
+    throw Error(fmt::format("percentile: must be in (0, 100], got {}", cfg.percentile));
+  if (cfg.calib_batch < 1) throw Error(fmt::format("calib_batch: must be >= 1, got {}", cfg.calib_batch));
+}
+
+QModel quantize_model(Sequential& fp32, const Tensor& calib_images, const PtqConfig& cfg,
+                      std::vector<std::string>* notes_out) {
+  validate(cfg);
+  const auto t_start = Clock::now();
+  std::vector<std::string> notes;
+  std::vector<Step> steps = plan_ops(fp32, notes);
+
+  // Calibration images: (N, input_shape...), N >= 1.
+  if (calib_images.rank() == 0 || calib_images.dim(0) == 0)
+    throw Error("calibration set is empty (need at least one image)");
+  {
+    Shape per(calib_images.shape().begin() + 1, calib_images.shape().end());
+    if (per != fp32.input_shape)
+      throw Error(fmt::format("calibration images have shape {} per image, the model expects {}", shape_str(per),
+                              shape_str(fp32.input_shape)));
+  }
+  const int N = calib_images.dim(0);
+
+  // Observers: 0 = network input, then one per weighted op's (post-ReLU) output.
+  std::vector<TensorObserver> obs;
+  std::vector<size_t> obs_act;  // Sequential::activation index
+  std::vector<Calibrator> obs_cal;
+  std::vector<std::string> obs_name;
+  obs.emplace_back("input");
+  obs_act.push_back(0);
+  obs_cal.push_back(cfg.input_calibrator);
+  obs_name.push_back("input");
+  for (Step& s : steps)
+    if (s.op.weighted()) {
+      s.observer = static_cast<int>(obs.size());
+      obs.emplace_back(s.op.name + ".out");
+      obs_act.push_back(s.act_index);
+      obs_cal.push_back(cfg.calibrator);
+      obs_name.push_back(s.op.name);
+    }
+  bool need_hist = false;
+  for (Calibrator c : obs_cal) need_hist = need_hist || calibrator_needs_histogram(c);
+
+  // Two passes over the same batches, in the same order.
+  double t_forward = 0, t_range = 0, t_hist = 0;
+  Tensor x;
+  const int passes = need_hist ? 2 : 1;
+  for (int pass = 0; pass < passes; ++pass) {
+    for (int b0 = 0; b0 < N; b0 += cfg.calib_batch) {
+      const int b1 = std::min(N, b0 + cfg.calib_batch);
+      auto t0 = Clock::now();
+      slice_batch(calib_images, b0, b1, x);
+      fp32.forward(x);
+      t_forward += seconds_since(t0);
+      t0 = Clock::now();
+      for (size_t o = 0; o < obs.size(); ++o) {
+        const Tensor& a = fp32.activation(obs_act[o]);
+        if (pass == 0)
+          obs[o].observe_range(a.data(), a.numel());
+        else if (calibrator_needs_histogram(obs_cal[o]))
+          obs[o].observe_hist(a.data(), a.numel());
+      }
+      (pass == 0 ? t_range : t_hist) += seconds_since(t0);
+    }
+  }
+
+  // Clip ranges -> activation QParams.
+  auto t0 = Clock::now();
+  CalibOptions copt;
+  copt.bits = cfg.abits;
+  copt.percentile = cfg.percentile;
+  std::vector<QParams> act_qp(obs.size());
+  nlohmann::json tensors = nlohmann::json::array();
+  for (size_t o = 0; o < obs.size(); ++o) {
+    const ClipRange r = obs[o].calibrate(obs_cal[o], copt);
+    act_qp[o] = choose_qparams(r.lo, r.hi, cfg.abits, cfg.act_scheme, false, obs_name[o]);
+    tensors.push_back(tensor_info(obs_name[o], obs_cal[o], obs[o], r, act_qp[o]));
+  }
+  const double t_calibrate = seconds_since(t0);
+  const double t_calibration = seconds_since(t_start);
+
+  // Ops: chain activation parameters, quantize weights and biases, requantization multipliers.
+  QModel q;
+  q.architecture = fp32.architecture;
+  q.input_shape = fp32.input_shape;
+  q.input = act_qp[0];
+  q.rounding = cfg.rounding;
+  q.variant = requant_variant(cfg.requant, cfg.rounding);
+  QParams cur = q.input;
+  if (cfg.abc_bases > 0) {
+    notes.push_back(fmt::format(
+        "ABC-Net: each layer's weights are replaced by the sum of {} scaled binary bases ({}), then stored as "
+        "{}-bit integers; a sum of M binary bases takes up to 2^M distinct values spread unevenly, so it needs "
+        "more than M bits to be kept exactly: use --wbits 8",
+        cfg.abc_bases, cfg.per_channel ? "per output channel" : "per tensor", cfg.wbits));
+  }
+  for (size_t k = 0; k < steps.size(); ++k) {
+    Step& s = steps[k];
+    s.op.in = cur;
+    s.op.wbits = cfg.wbits;
+    if (s.op.weighted()) {
+      s.op.per_channel = cfg.per_channel;
+      s.op.out = act_qp[static_cast<size_t>(s.observer)];
+      quantize_weights(s.op, layer_weights(fp32.layer(s.layer)), cfg, notes);
+      if (k + 1 != steps.size()) compute_requant(s.op, &notes);
+    } else {
+      s.op.out = cur;  // pooling and flatten keep scale and zero point
+    }
+    cur = s.op.out;
+    q.ops.push_back(std::move(s.op));
+  }
+
+  q.info = {{"source_architecture", fp32.architecture},
+            {"calibrator", calibrator_name(cfg.calibrator)},
+            {"input_calibrator", calibrator_name(cfg.input_calibrator)},
+            {"wbits", cfg.wbits},
+            {"abits", cfg.abits},
+            {"per_channel", cfg.per_channel},
+            {"weight_scheme", "symmetric narrow"},
+            {"act_scheme", scheme_name(cfg.act_scheme)},
+            {"rounding", rounding_name(cfg.rounding)},
+            {"requant", cfg.requant},
+            {"abc_bases", cfg.abc_bases},
+            {"percentile", cfg.percentile},
+            {"calibration_images", N},
+            {"calib_batch", cfg.calib_batch},
+            {"tensors", tensors},
+            {"calibration_seconds",
+             {{"total", t_calibration},
+              {"forward", t_forward},
+              {"observe_range", t_range},
+              {"observe_hist", t_hist},
+              {"calibrate", t_calibrate}}},
+            {"notes", notes}};
+  if (notes_out) notes_out->insert(notes_out->end(), notes.begin(), notes.end());
+  return q;
+}
+
+}  // namespace lowbit
