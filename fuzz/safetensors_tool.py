@@ -4,7 +4,7 @@
 Not lowbit's reader: a second implementation of the spec, to check interoperability and to write
 the fuzz seed corpus.
   python3 fuzz/safetensors_tool.py check FILE...   parse FILE with json+struct, verify layout and
-                                                   lowbit's crc32, print a summary; exit 1 if bad
+                                                   lowbit's checksums, print a summary; exit 1 if bad
   python3 fuzz/safetensors_tool.py seeds DIR       write valid and near-valid seed files to DIR
 """
 import json
@@ -14,6 +14,17 @@ import zlib
 
 SIZES = {"F32": 4, "I32": 4, "I8": 1, "U8": 1}
 FMT = {"F32": "f", "I32": "i", "I8": "b", "U8": "B"}
+
+
+def header_crc(meta_text, table):
+    """header_crc32 as include/lowbit/io.h specifies: netstring pieces, tensors in data order."""
+    def piece(s):
+        b = s.encode()
+        return str(len(b)).encode() + b":" + b + b","
+    blob = piece(meta_text)
+    for name, dtype, shape in table:
+        blob += piece(name) + piece(dtype) + piece(",".join(str(d) for d in shape))
+    return "%08x" % (zlib.crc32(blob) & 0xFFFFFFFF)
 
 
 def check(path):
@@ -30,11 +41,15 @@ def check(path):
     crc = "%08x" % (zlib.crc32(data) & 0xFFFFFFFF)
     assert md["crc32"] == crc, "crc32 %s != %s" % (md["crc32"], crc)
     meta = json.loads(md["lowbit"])
+    table = sorted(h.items(), key=lambda kv: tuple(kv[1]["data_offsets"]))
+    hcrc = header_crc(md["lowbit"], [(k, t["dtype"], t["shape"]) for k, t in table])
+    assert md["header_crc32"] == hcrc, "header_crc32 %s != %s" % (md["header_crc32"], hcrc)
     cursor = 0
-    print("%s: header %d bytes (data at offset %d, %s), data %d bytes, crc32 %s ok, lowbit meta keys %s"
-          % (path, n, 8 + n, "8-aligned" if (8 + n) % 8 == 0 else "UNALIGNED", len(data), crc,
+    print("%s: header %d bytes (data at offset %d, %s), data %d bytes, crc32 %s and header_crc32 %s ok, "
+          "lowbit meta keys %s"
+          % (path, n, 8 + n, "8-aligned" if (8 + n) % 8 == 0 else "UNALIGNED", len(data), crc, hcrc,
              sorted(meta) if isinstance(meta, dict) else type(meta).__name__))
-    for name, t in sorted(h.items(), key=lambda kv: tuple(kv[1]["data_offsets"])):
+    for name, t in table:
         b, e = t["data_offsets"]
         numel = 1
         for d in t["shape"]:
@@ -62,8 +77,11 @@ def build(tensors, meta, crc=None, pad=True, extra_data=b""):
         header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [len(data), len(data) + len(raw)]}
         data += raw
     data += extra_data
-    md = {"format_version": "1", "lowbit": json.dumps(meta),
-          "crc32": crc if crc is not None else "%08x" % (zlib.crc32(data) & 0xFFFFFFFF)}
+    meta_text = json.dumps(meta)
+    table = sorted(header.items(), key=lambda kv: tuple(kv[1]["data_offsets"]))
+    md = {"format_version": "1", "lowbit": meta_text,
+          "crc32": crc if crc is not None else "%08x" % (zlib.crc32(data) & 0xFFFFFFFF),
+          "header_crc32": header_crc(meta_text, [(k, t["dtype"], t["shape"]) for k, t in table])}
     text = json.dumps(dict([("__metadata__", md)] + list(header.items())), separators=(",", ":")).encode()
     if pad:
         text += b" " * ((8 - (8 + len(text)) % 8) % 8)

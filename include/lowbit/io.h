@@ -6,11 +6,18 @@
 // Safetensors layout (https://huggingface.co/docs/safetensors):
 //   [u64 little-endian N][N bytes JSON header, padded with spaces][data section]
 //   header = {"__metadata__": {string: string}, "<name>": {"dtype", "shape", "data_offsets"}, ...}
-// lowbit's __metadata__ holds three strings:
+// lowbit's __metadata__ holds four strings:
 //   "format_version": "1"
-//   "lowbit":         SafetensorsFile::meta serialized as JSON text (safetensors allows only strings)
+//   "lowbit":         SafetensorsFile::meta serialized as JSON text (safetensors allows only
+//                     strings), at most 16 MiB
 //   "crc32":          zlib crc32 of the whole data section, 8 lowercase hex digits
+//   "header_crc32":   zlib crc32 of the header's content, so that a flipped digit in a scale or a
+//                     dtype is caught too: the concatenation of pieces "<len>:<bytes>," for the
+//                     "lowbit" text, then for each tensor in data order its name, dtype and dims
+//                     (decimal, joined by ","; "" for a scalar).
+// Other __metadata__ string entries (up to 64) are accepted and ignored.
 // The writer lays tensors out in the order given, contiguously, data section aligned to 8 bytes.
+// The reader accepts only files that tile the data section exactly (the spec forbids holes).
 #pragma once
 
 #include <cstddef>
@@ -63,9 +70,10 @@ std::string serialize_safetensors(const SafetensorsFile& f);
 // serialize_safetensors + write_file_atomic.
 void write_safetensors(const std::string& path, const SafetensorsFile& f);
 
-// Strict parser over untrusted bytes. Every length, offset, type and the checksum are checked;
+// Strict parser over untrusted bytes. Every length, offset, type and both checksums are checked;
 // anything that does not fit is an Error whose message starts with name_for_errors. Never reads
-// out of bounds; allocates at most about n bytes beyond the parsed JSON.
+// out of bounds; streams the header (no DOM of it), so memory stays within a few times n and time
+// linear in n (plus a sort of the tensor table); header at most 100 MB.
 SafetensorsFile parse_safetensors(const uint8_t* data, size_t n, const std::string& name_for_errors);
 // read_file + parse_safetensors(path).
 SafetensorsFile read_safetensors(const std::string& path);

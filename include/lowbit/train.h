@@ -67,3 +67,21 @@ double evaluate(Sequential& model, const Dataset& d, int batch = 256);
 void validate(const TrainConfig& cfg);  // throws Error naming the bad flag
 
 }  // namespace lowbit
+
+namespace lowbit {
+// Training checkpoints: the model, the optimizer state, the epochs done and their statistics,
+// written atomically after every epoch so that `lowbit train --resume` continues to the same final
+// bits as an uninterrupted run (batch order depends only on the seed and the epoch).
+struct Checkpoint {
+  int epochs_done = 0;
+  int64_t steps = 0;
+  nlohmann::json config;            // the run's settings; a resume must match them
+  std::vector<EpochStats> history;
+};
+void save_checkpoint(const std::string& path, Sequential& model, Optimizer& opt, const Checkpoint& c);
+// Loads the model and optimizer state into `model` and `opt` (built with the same architecture
+// and optimizer) and returns the rest. Error naming the file when it does not fit.
+Checkpoint load_checkpoint(const std::string& path, Sequential& model, Optimizer& opt);
+// The model architecture stored in a checkpoint, to build the model before load_checkpoint.
+nlohmann::json checkpoint_config(const std::string& path);
+}  // namespace lowbit

@@ -57,15 +57,43 @@ std::string raw_file(const std::string& header, const std::string& data) {
   return out + header + data;
 }
 
-// A valid lowbit __metadata__ entry for this data section.
-std::string meta_entry(const std::string& data, const std::string& lowbit_json = "{}") {
-  nlohmann::json md = {{"format_version", "1"}, {"lowbit", lowbit_json}, {"crc32", crc_hex(data)}};
+// One tensor as the header digest sees it: name, dtype, dims joined by ','.
+struct Row {
+  std::string name, dtype, dims;
+};
+
+// header_crc32 as specified in io.h, computed independently: netstring pieces of the lowbit
+// metadata text, then name, dtype, dims of each tensor in data order.
+std::string header_crc_hex(const std::string& meta_text, const std::vector<Row>& rows) {
+  std::string s;
+  auto piece = [&](const std::string& x) { s += std::to_string(x.size()) + ":" + x + ","; };
+  piece(meta_text);
+  for (const Row& r : rows) {
+    piece(r.name);
+    piece(r.dtype);
+    piece(r.dims);
+  }
+  return crc_hex(s);
+}
+
+// A valid lowbit __metadata__ entry for this data section and tensor table.
+std::string meta_entry(const std::string& data, const std::string& lowbit_json = "{}",
+                       const std::vector<Row>& rows = {}) {
+  nlohmann::json md = {{"format_version", "1"},
+                       {"lowbit", lowbit_json},
+                       {"crc32", crc_hex(data)},
+                       {"header_crc32", header_crc_hex(lowbit_json, rows)}};
   return "\"__metadata__\":" + md.dump();
 }
 
 // Header with valid metadata plus the given tensor entries text (comma-joined by the caller).
-std::string file_with(const std::string& tensors_json, const std::string& data) {
-  std::string h = "{" + meta_entry(data) + (tensors_json.empty() ? "" : "," + tensors_json) + "}";
+// rows: the table for header_crc32; cases that fail before the checksums may leave it empty.
+std::string file_with(const std::string& tensors_json, const std::string& data, const std::vector<Row>& rows = {}) {
+  std::string h = "{";
+  h += meta_entry(data, "{}", rows);
+  if (!tensors_json.empty()) h += ",";
+  h += tensors_json;
+  h += "}";
   return raw_file(h, data);
 }
 
@@ -180,6 +208,16 @@ TEST(IoSafetensors, LayoutMatchesSpecIndependentlyOfReader) {
   EXPECT_EQ(h["__metadata__"]["format_version"], "1");
   EXPECT_EQ(h["__metadata__"]["crc32"], crc_hex(data));
   EXPECT_EQ(nlohmann::json::parse(h["__metadata__"]["lowbit"].get<std::string>()), f.meta);
+  std::vector<Row> rows;
+  for (const TensorEntry& t : f.tensors) {
+    std::string dims;
+    for (size_t i = 0; i < t.shape.size(); ++i) {
+      if (i) dims += ',';
+      dims += std::to_string(t.shape[i]);
+    }
+    rows.push_back({t.name, t.dtype, dims});
+  }
+  EXPECT_EQ(h["__metadata__"]["header_crc32"], header_crc_hex(h["__metadata__"]["lowbit"].get<std::string>(), rows));
   uint64_t cursor = 0;
   for (const TensorEntry& t : f.tensors) {
     const auto& e = h[t.name];
@@ -204,7 +242,7 @@ TEST(IoSafetensors, ReadsHandBuiltFileWithHeaderOutOfDataOrder) {
   std::string tensors =
       "\n \"b\" : {\"shape\":[1], \"data_offsets\":[8,9], \"dtype\":\"U8\"},"
       "\"a\":{\"dtype\":\"I32\",\"shape\":[2],\"data_offsets\":[0,8]}";
-  std::string bytes = file_with(tensors, data) ;
+  std::string bytes = file_with(tensors, data, {{"a", "I32", "2"}, {"b", "U8", "1"}});
   SafetensorsFile g = lowbit::parse_safetensors(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), "h");
   ASSERT_EQ(g.tensors.size(), 2u);
   EXPECT_EQ(g.tensors[0].name, "a");
@@ -216,8 +254,9 @@ TEST(IoSafetensors, ReadsHandBuiltFileWithHeaderOutOfDataOrder) {
 TEST(IoSafetensors, RejectsEachCorruptionWithFileName) {
   const std::string d4 = std::string("\x01\x02\x03\x04", 4);
   const std::string ok_t = "\"t\":{\"dtype\":\"I8\",\"shape\":[4],\"data_offsets\":[0,4]}";
+  const std::vector<Row> ok_rows = {{"t", "I8", "4"}};
   // Sanity: the base case is accepted, so each case below fails for its own fault.
-  ASSERT_EQ(parse_error(file_with(ok_t, d4)), "<accepted>");
+  ASSERT_EQ(parse_error(file_with(ok_t, d4, ok_rows)), "<accepted>");
 
   expect_rejected("", "shorter than the 8-byte", "empty file");
   expect_rejected(std::string("\x05\0\0\0", 4), "shorter than the 8-byte", "4-byte file");
@@ -236,6 +275,7 @@ TEST(IoSafetensors, RejectsEachCorruptionWithFileName) {
   expect_rejected(raw_file("{\"__metadata__\":", ""), "invalid JSON", "truncated JSON");
   expect_rejected(raw_file("{} x", ""), "invalid JSON", "garbage after JSON in header");
   expect_rejected(raw_file("{\"a\":\"\xff\"}", ""), "invalid JSON", "invalid UTF-8");
+  expect_rejected(raw_file(std::string("{}\0junk", 7), ""), "NUL byte", "NUL after the JSON");
   expect_rejected(raw_file("{}", ""), "no __metadata__", "missing metadata");
   expect_rejected(raw_file("{\"__metadata__\":[]}", ""), "__metadata__ is not an object", "metadata array");
   expect_rejected(raw_file("{\"__metadata__\":{\"format_version\":1}}", ""), "not a string", "non-string metadata");
@@ -247,28 +287,43 @@ TEST(IoSafetensors, RejectsEachCorruptionWithFileName) {
                   "missing crc32");
   expect_rejected(raw_file("{\"__metadata__\":{\"format_version\":\"1\",\"lowbit\":\"{}\",\"crc32\":\"0000000G\"}}", ""),
                   "not 8 lowercase hex digits", "bad crc text");
-  expect_rejected(raw_file("{\"__metadata__\":{\"format_version\":\"1\",\"crc32\":\"00000000\"}}", ""), "\"lowbit\"",
-                  "missing lowbit meta");
+  expect_rejected(raw_file("{\"__metadata__\":{\"format_version\":\"1\",\"lowbit\":\"{}\",\"crc32\":\"00000000\"}}", ""),
+                  "\"header_crc32\"", "missing header_crc32");
+  expect_rejected(
+      raw_file("{\"__metadata__\":{\"format_version\":\"1\",\"crc32\":\"00000000\",\"header_crc32\":\"00000000\"}}", ""),
+      "\"lowbit\"", "missing lowbit meta");
+  {
+    std::string many = "{\"__metadata__\":{";
+    for (int i = 0; i < 65; ++i) many += "\"k" + std::to_string(i) + "\":\"v\",";
+    many += "\"format_version\":\"1\"}}";
+    expect_rejected(raw_file(many, ""), "more than 64 entries", "too many metadata entries");
+  }
+  expect_rejected(raw_file("{" + meta_entry("", std::string(17u << 20, ' ')) + "}", ""), "-byte limit",
+                  "lowbit meta too large");
   expect_rejected(raw_file("{" + meta_entry("", "{not json") + "}", ""), "__metadata__.lowbit: invalid JSON",
                   "lowbit meta not JSON");
   expect_rejected(raw_file("{" + meta_entry("", std::string(100, '[') + std::string(100, ']')) + "}", ""),
                   "nested deeper", "lowbit meta nested too deep");
-  expect_rejected(file_with("\"t\":[[[[1]]]]", ""), "nested deeper", "header nested too deep");
+  expect_rejected(file_with("\"t\":{\"dtype\":\"I8\",\"shape\":[[4]],\"data_offsets\":[0,4]}", d4),
+                  "shape entry an array is not a non-negative integer", "nested shape");
+  expect_rejected(file_with("\"t\":7", d4), "tensor \"t\": entry is not an object", "entry number");
 
   expect_rejected(file_with("\"t\":[]", d4), "entry is not an object", "entry array");
   expect_rejected(file_with("\"t\":{\"shape\":[4],\"data_offsets\":[0,4]}", d4), "\"dtype\" missing", "no dtype");
-  expect_rejected(file_with("\"t\":{\"dtype\":8,\"shape\":[4],\"data_offsets\":[0,4]}", d4), "\"dtype\" missing",
+  expect_rejected(file_with("\"t\":{\"dtype\":8,\"shape\":[4],\"data_offsets\":[0,4]}", d4), "\"dtype\" is 8, not a string",
                   "dtype not string");
   expect_rejected(file_with("\"t\":{\"dtype\":\"I8\",\"data_offsets\":[0,4]}", d4), "\"shape\" missing", "no shape");
-  expect_rejected(file_with("\"t\":{\"dtype\":\"I8\",\"shape\":4,\"data_offsets\":[0,4]}", d4), "\"shape\" missing",
+  expect_rejected(file_with("\"t\":{\"dtype\":\"I8\",\"shape\":4,\"data_offsets\":[0,4]}", d4), "\"shape\" is 4, not an array",
                   "shape not array");
   expect_rejected(file_with("\"t\":{\"dtype\":\"I8\",\"shape\":[4]}", d4), "\"data_offsets\" missing", "no offsets");
   expect_rejected(file_with("\"t\":{\"dtype\":\"I8\",\"shape\":[4],\"data_offsets\":[0,4,4]}", d4),
-                  "\"data_offsets\" missing", "3 offsets");
+                  "\"data_offsets\" has more than 2 entries", "3 offsets");
+  expect_rejected(file_with("\"t\":{\"dtype\":\"I8\",\"shape\":[4],\"data_offsets\":[4]}", d4),
+                  "\"data_offsets\" has 1 entries, needs 2", "1 offset");
   expect_rejected(file_with("\"t\":{\"dtype\":\"I8\",\"shape\":[4],\"data_offsets\":[0,\"4\"]}", d4),
-                  "not non-negative integers", "string offset");
+                  "data_offsets entry \"4\" is not a non-negative integer", "string offset");
   expect_rejected(file_with("\"t\":{\"dtype\":\"I8\",\"shape\":[4],\"data_offsets\":[-1,4]}", d4),
-                  "not non-negative integers", "negative offset");
+                  "data_offsets entry -1 is not a non-negative integer", "negative offset");
   expect_rejected(file_with("\"t\":{\"dtype\":\"I8\",\"shape\":[4],\"data_offsets\":[0,4],\"x\":1}", d4),
                   "unknown field \"x\"", "extra field");
   expect_rejected(file_with("\"t\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,4]}", d4),
@@ -294,7 +349,7 @@ TEST(IoSafetensors, RejectsEachCorruptionWithFileName) {
   expect_rejected(file_with("\"t\":{\"dtype\":\"I8\",\"shape\":[8],\"data_offsets\":[0,8]}", d4),
                   "end past the data section", "end beyond data");
   expect_rejected(file_with("\"t\":{\"dtype\":\"I8\",\"shape\":[1],\"data_offsets\":[18446744073709551615,0]}", d4),
-                  "not non-negative integers", "offset 2^64-1");
+                  "data_offsets entry 18446744073709551615 is not", "offset 2^64-1");
   expect_rejected(file_with("\"a\":{\"dtype\":\"I8\",\"shape\":[3],\"data_offsets\":[0,3]},"
                             "\"b\":{\"dtype\":\"I8\",\"shape\":[2],\"data_offsets\":[2,4]}",
                             d4),
@@ -316,7 +371,7 @@ TEST(IoSafetensors, RejectsEachCorruptionWithFileName) {
   expect_rejected(file_with("\"t\":{\"dtype\":\"I8\",\"shape\":[4],\"data_offsets\":[0,4]}", d4 + "junk"),
                   "4 trailing bytes", "trailing garbage");
   expect_rejected(file_with("", d4), "4 trailing bytes", "data but no tensors");
-  expect_rejected(file_with(ok_t + "," + ok_t, d4), "duplicate key \"t\"", "duplicate tensor name");
+  expect_rejected(file_with(ok_t + "," + ok_t, d4), "duplicate tensor name \"t\"", "duplicate tensor name");
   expect_rejected(file_with("\"t\":{\"dtype\":\"I8\",\"dtype\":\"I8\",\"shape\":[4],\"data_offsets\":[0,4]}", d4),
                   "duplicate key \"dtype\"", "duplicate field");
   expect_rejected(raw_file("{" + meta_entry(d4) + "," + meta_entry(d4) + "," + ok_t + "}", d4), "duplicate key",
@@ -324,9 +379,13 @@ TEST(IoSafetensors, RejectsEachCorruptionWithFileName) {
   expect_rejected(file_with("\"\":{\"dtype\":\"I8\",\"shape\":[4],\"data_offsets\":[0,4]}", d4), "empty name",
                   "empty tensor name");
   {
-    std::string b = file_with(ok_t, d4);
+    std::string b = file_with(ok_t, d4, ok_rows);
     b[b.size() - 1] ^= 0x01;
-    expect_rejected(b, "checksum mismatch", "flipped data bit");
+    expect_rejected(b, "data section crc32", "flipped data bit");
+    std::string c = file_with(ok_t, d4, ok_rows);
+    c.replace(c.find("\"I8\""), 4, "\"U8\"");
+    expect_rejected(c, "header checksum mismatch", "dtype changed in the header");
+    expect_rejected(file_with(ok_t, d4, {{"t", "I8", "2,2"}}), "header checksum mismatch", "digest of other dims");
   }
 }
 
@@ -359,32 +418,28 @@ TEST(IoSafetensors, EveryFlippedDataByteIsCaught) {
       std::string b = bytes;
       b[i] = static_cast<char>(b[i] ^ (1 << bit));
       std::string msg = parse_error(b);
-      EXPECT_NE(msg.find("checksum mismatch"), std::string::npos) << "byte " << i << " bit " << bit << ": " << msg;
+      EXPECT_NE(msg.find("data section crc32"), std::string::npos) << "byte " << i << " bit " << bit << ": " << msg;
     }
   }
 }
 
-TEST(IoSafetensors, FlippedHeaderBytesNeverCrash) {
-  // A flip in the header may still give a valid file (e.g. "I8" -> "U8"); what matters is that
-  // the parser either accepts it or throws lowbit::Error, never anything else.
+TEST(IoSafetensors, EveryFlippedByteAnywhereIsRejected) {
+  // Header included: header_crc32 covers the metadata and the tensor table, so no single-byte
+  // change anywhere yields a file that is accepted, and nothing but lowbit::Error is thrown.
   std::string bytes = serialize(sample_file());
-  uint64_t n = 0;
-  for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(static_cast<uint8_t>(bytes[static_cast<size_t>(i)])) << (8 * i);
-  int accepted = 0;
-  for (size_t i = 0; i < 8 + n; ++i) {
+  for (size_t i = 0; i < bytes.size(); ++i) {
     for (uint8_t x : {uint8_t{0x01}, uint8_t{0x20}, uint8_t{0x80}, uint8_t{0xff}}) {
       std::string b = bytes;
       b[i] = static_cast<char>(b[i] ^ x);
       try {
         lowbit::parse_safetensors(reinterpret_cast<const uint8_t*>(b.data()), b.size(), "f");
-        ++accepted;
+        ADD_FAILURE() << "byte " << i << " xor " << int(x) << " accepted";
       } catch (const lowbit::Error&) {
       } catch (const std::exception& e) {
         ADD_FAILURE() << "byte " << i << " xor " << int(x) << ": non-lowbit exception: " << e.what();
       }
     }
   }
-  std::printf("header flips accepted (still valid files): %d of %d\n", accepted, static_cast<int>(4 * (8 + n)));
 }
 
 TEST(IoSafetensors, TruncationAtEveryOffsetIsRejected) {

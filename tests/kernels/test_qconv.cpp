@@ -342,7 +342,9 @@ TEST(QConv, LeNetConv1PipelineEveryIsa) {
     t->qgemm_u8s8(g);
     t->qmaxpool2x2_u8(conv.data(), s.nb * m, 28, 28, pooled.data());
     results[r++] = pooled;
-    if (r > 1) ASSERT_EQ(results[0], results[r - 1]) << isa_name(isa);
+    if (r > 1) {
+      ASSERT_EQ(results[0], results[r - 1]) << isa_name(isa);
+    }
   }
 }
 

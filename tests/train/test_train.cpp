@@ -114,3 +114,60 @@ TEST(Train, RejectsBadSettingsAndDivergence) {
 
 }  // namespace
 }  // namespace lowbit
+
+namespace lowbit {
+namespace {
+
+// Stopping after epoch 1, saving a checkpoint and resuming from it in a fresh model and optimizer
+// gives the same bytes as one uninterrupted run.
+TEST(Checkpoint, ResumeGivesSameBitsAsUninterrupted) {
+  test::TempDir d;
+  test::write_tiny_dataset(d.path, 96, false);
+  Dataset tr = load_split(d.path, true), te = load_split(d.path, false);
+  TrainConfig cfg;
+  cfg.epochs = 3;
+  cfg.batch = 16;
+  for (const char* optname : {"sgd", "adam"}) {
+    cfg.optim.optimizer = optname;
+    cfg.optim.lr = std::string(optname) == "sgd" ? 0.01f : 1e-3f;
+    Sequential full = build_model("lenet5", true);
+    full.init(4);
+    Optimizer fo(full, cfg.optim);
+    train(full, fo, tr, te, cfg);
+    save_model(d.file("full"), full);
+
+    Sequential part = build_model("lenet5", true);
+    part.init(4);
+    Optimizer po(part, cfg.optim);
+    Checkpoint c;
+    train(part, po, tr, te, cfg, 0, [&](const EpochStats& s) {
+      c.history.push_back(s);
+      c.epochs_done = s.epoch;
+      return false;  // interrupted after the first epoch
+    });
+    c.steps = po.steps;
+    save_checkpoint(d.file("ckpt"), part, po, c);
+
+    Sequential resumed = build_model("lenet5", true);
+    resumed.init(99);  // overwritten by the checkpoint
+    Optimizer ro(resumed, cfg.optim);
+    Checkpoint back = load_checkpoint(d.file("ckpt"), resumed, ro);
+    EXPECT_EQ(back.epochs_done, 1);
+    train(resumed, ro, tr, te, cfg, back.epochs_done);
+    save_model(d.file("resumed"), resumed);
+    EXPECT_EQ(test::slurp(d.file("full")), test::slurp(d.file("resumed"))) << optname;
+  }
+}
+
+TEST(Checkpoint, RejectsOtherFiles) {
+  test::TempDir d;
+  Sequential m = build_model("lenet5", false);
+  m.init(1);
+  save_model(d.file("model"), m);
+  Optimizer o(m, OptimConfig{});
+  EXPECT_THROW(load_checkpoint(d.file("model"), m, o), Error);
+  EXPECT_THROW(load_checkpoint(d.file("missing"), m, o), Error);
+}
+
+}  // namespace
+}  // namespace lowbit

@@ -20,48 +20,97 @@ struct TrainOpts {
   bool bias = false;
   TrainConfig cfg;
   int limit = 0;
+  std::string resume, checkpoint;
 };
 
-void run_train(const TrainOpts& o) {
-  apply(o.common);
+nlohmann::json train_config(const TrainOpts& o) {
+  return {{"model", o.model},        {"bias", o.bias},         {"data", o.data},
+          {"epochs", o.cfg.epochs},  {"batch", o.cfg.batch},   {"optimizer", o.cfg.optim.optimizer},
+          {"lr", o.cfg.optim.lr},    {"momentum", o.cfg.optim.momentum},
+          {"weight_decay", o.cfg.optim.weight_decay},          {"seed", o.cfg.seed},
+          {"threads", threads()},    {"limit", o.limit}};
+}
+
+// --resume: every setting comes from the checkpoint (so the run continues exactly); only the
+// output paths and verbosity come from this command line.
+TrainOpts resumed(const TrainOpts& given) {
+  nlohmann::json c = checkpoint_config(given.resume);
+  TrainOpts o = given;
+  try {
+    o.model = c.at("model").get<std::string>();
+    o.bias = c.at("bias").get<bool>();
+    o.data = c.at("data").get<std::string>();
+    o.cfg.epochs = c.at("epochs").get<int>();
+    o.cfg.batch = c.at("batch").get<int>();
+    o.cfg.optim.optimizer = c.at("optimizer").get<std::string>();
+    o.cfg.optim.lr = c.at("lr").get<float>();
+    o.cfg.optim.momentum = c.at("momentum").get<float>();
+    o.cfg.optim.weight_decay = c.at("weight_decay").get<float>();
+    o.cfg.seed = c.at("seed").get<uint64_t>();
+    o.limit = c.at("limit").get<int>();
+    if (c.at("threads").get<int>() != threads())
+      std::fprintf(stderr, "lowbit: warning: the checkpoint was written with %d threads, this run uses %d: the final bits will differ from an uninterrupted run\n",
+                   c.at("threads").get<int>(), threads());
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(given.resume + ": malformed checkpoint config: " + e.what());
+  }
+  return o;
+}
+
+void run_train(const TrainOpts& given) {
+  apply(given.common);
+  const TrainOpts o = given.resume.empty() ? given : resumed(given);
   validate(o.cfg);
   check_output_path(o.out, "--out");
+  const std::string ckpt = o.checkpoint.empty() ? o.out + ".ckpt" : o.checkpoint;
+  check_output_path(ckpt, "--checkpoint");
   Sequential model = build_model(o.model, o.bias);
   model.init(o.cfg.seed);
+  Optimizer opt(model, o.cfg.optim);
+  Checkpoint state;
+  state.config = train_config(o);
+  if (!given.resume.empty()) {
+    Checkpoint loaded = load_checkpoint(given.resume, model, opt);
+    state.epochs_done = loaded.epochs_done;
+    state.history = loaded.history;
+    state.steps = loaded.steps;
+    if (state.epochs_done >= o.cfg.epochs) throw Error(given.resume + ": all " + std::to_string(o.cfg.epochs) + " epochs are done already");
+  }
   Dataset train_set = load_split(o.data, true, o.limit);
   Dataset test_set = load_split(o.data, false);
-  Optimizer opt(model, o.cfg.optim);
   TrainConfig cfg = o.cfg;
   cfg.progress = show_progress(o.common);
   if (!o.common.quiet)
-    std::printf("training %s (%s params) on %d images, %d epochs, batch %d, %s lr %g, %d threads\n", o.model.c_str(),
+    std::printf("training %s (%s params) on %d images, %d epochs, batch %d, %s lr %g, %d threads%s\n", o.model.c_str(),
                 with_commas(model.num_params()).c_str(), train_set.size(), cfg.epochs, cfg.batch,
-                cfg.optim.optimizer.c_str(), static_cast<double>(cfg.optim.lr), threads());
-  auto history = train(model, opt, train_set, test_set, cfg, 0, [&](const EpochStats& s) {
+                cfg.optim.optimizer.c_str(), static_cast<double>(cfg.optim.lr), threads(),
+                given.resume.empty() ? "" : (", resuming after epoch " + std::to_string(state.epochs_done)).c_str());
+  train(model, opt, train_set, test_set, cfg, state.epochs_done, [&](const EpochStats& s) {
     if (!o.common.quiet) {
       std::printf("epoch %2d  loss %.4f  test accuracy %.2f%%  %.2f s  %.0f images/s\n", s.epoch, s.loss,
                   100 * s.test_accuracy, s.seconds, s.images_per_second);
       std::fflush(stdout);
     }
+    state.history.push_back(s);
+    state.epochs_done = s.epoch;
+    state.steps = opt.steps;
+    save_checkpoint(ckpt, model, opt, state);
     return true;
   });
   nlohmann::json epochs = nlohmann::json::array();
   double secs = 0;
-  for (const EpochStats& s : history) {
+  for (const EpochStats& s : state.history) {
     epochs.push_back({{"loss", s.loss}, {"test_accuracy", s.test_accuracy}, {"seconds", s.seconds}});
     secs += s.seconds;
   }
-  const double ips = secs > 0 ? static_cast<double>(train_set.size()) * history.size() / secs : 0.0;
-  nlohmann::json train_info = {{"data", o.data},      {"epochs", cfg.epochs}, {"batch", cfg.batch},
-                               {"optimizer", cfg.optim.optimizer}, {"lr", cfg.optim.lr},
-                               {"momentum", cfg.optim.momentum},   {"seed", cfg.seed},
-                               {"test_accuracy", history.back().test_accuracy}};
-  save_model(o.out, model, train_info);
-  if (!o.common.quiet)
-    std::printf("wrote %s: test accuracy %.2f%%, %.0f training images/s\n", o.out.c_str(),
-                100 * history.back().test_accuracy, ips);
-  write_json(o.common, {{"test_accuracy", history.back().test_accuracy}, {"train_images_per_second", ips},
-                        {"threads", threads()}, {"epochs", epochs}, {"model", o.out}});
+  const double acc = state.history.back().test_accuracy;
+  const double ips = secs > 0 ? static_cast<double>(train_set.size()) * state.history.size() / secs : 0.0;
+  nlohmann::json info = state.config;
+  info["test_accuracy"] = acc;
+  save_model(o.out, model, info);
+  if (!o.common.quiet) std::printf("wrote %s: test accuracy %.2f%%, %.0f training images/s\n", o.out.c_str(), 100 * acc, ips);
+  write_json(o.common, {{"test_accuracy", acc}, {"train_images_per_second", ips}, {"threads", threads()},
+                        {"epochs", epochs}, {"model", o.out}, {"checkpoint", ckpt}});
 }
 
 }  // namespace
@@ -82,6 +131,8 @@ void add_train_commands(CLI::App& app) {
   t->add_option("--seed", to.cfg.seed, "Random seed (initialization and batch order)")->capture_default_str();
   t->add_option("--limit", to.limit, "Use only the first N training images (0 = all)");
   t->add_option("--out,-o", to.out, "Model file to write")->capture_default_str();
+  t->add_option("--checkpoint", to.checkpoint, "Checkpoint written after every epoch (default: OUT.ckpt)");
+  t->add_option("--resume", to.resume, "Continue from a checkpoint; its settings replace the training flags");
   t->callback([] { run_train(to); });
 
   auto* e = app.add_subcommand("eval", "Accuracy of an FP32 model file on the test set");

@@ -1,6 +1,7 @@
 // lowbit: from FP32 training to integer-only low-bit inference. One binary, one subcommand per
 // stage (DESIGN.md section 2). Errors: a message naming the file, field or flag; exit status 1.
 #include <cstdio>
+#include <string>
 
 #include "calc.h"
 #include "cli.h"
@@ -12,7 +13,22 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "lowbit 0.1");
   lowbit::cli::add_train_commands(app);
   lowbit::cli::add_bench_command(app);
+  lowbit::cli::add_qat_command(app);
+  lowbit::cli::add_quantize_command(app);
+  lowbit::cli::add_stats_command(app);
   add_calc_command(app);
+  if (argc > 1 && argv[1][0] != '-') {
+    std::string names;
+    bool known = false;
+    for (const CLI::App* sub : app.get_subcommands({})) {
+      known = known || sub->get_name() == argv[1];
+      names += (names.empty() ? "" : ", ") + sub->get_name();
+    }
+    if (!known) {
+      std::fprintf(stderr, "lowbit: error: unknown command '%s' (commands: %s; see lowbit --help)\n", argv[1], names.c_str());
+      return 2;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,164 @@
+// Quantization-aware training (QAT): fake quantization in the FP32 training graph following the
+// integer engine's rules (DESIGN.md section 3), straight-through estimators (identity, clipped,
+// LSQ; ALGORITHMS.md "Straight-through estimators"), ABC-Net multi-bit binary weights in training,
+// and the conversion of the fine-tuned network to the engine's QModel.
+// Not here: the quantization math itself (quant.h), post-training quantization (quantizer.h: QAT
+// starts from its calibration), the integer engine (engine.h), printing (tools/lowbit/cmd_qat.cpp).
+//
+// The training graph, for an engine-compatible Sequential (Conv2d/Linear [+ ReLU], 2x2 pooling,
+// Flatten, no ReLU on the last weighted layer):
+//   input -> FQ(input) -> conv1(FQ_w(W1), FQ_b(b1)) -> ReLU -> FQ(act1) -> pool -> ... -> fcN -> logits
+// FQ(x) = s * (clamp(round(x / s) + z, qmin, qmax) - z) with the activation's per-tensor affine
+// parameters; FQ_w uses symmetric narrow-range weights (z = 0, [-qmax, qmax]) per tensor or per
+// output channel, recomputed from the float master weights every step; FQ_b rounds the bias to
+// int32 units of s_w * s_in. The last layer's output is not quantized: its float result equals the
+// engine's int32 accumulators times s_w * s_in (the dequantize step at the output).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "lowbit/data.h"
+#include "lowbit/engine.h"
+#include "lowbit/nn.h"
+#include "lowbit/quant.h"
+
+namespace lowbit {
+
+// ---- straight-through estimators over one fake quantizer ----
+
+enum class Ste { Identity, Clipped, Lsq };
+Ste parse_ste(const std::string& name);  // identity | clipped | lsq; Error names --ste and lists them
+const char* ste_name(Ste s);
+
+// One fake quantizer: x_hat = scale * (clamp(round(x / scale) + zero_point, qmin, qmax) - zero_point)
+// with round = nearest, ties to even (quant_round's rule; DESIGN.md section 3). The clamp is applied
+// to x / scale before rounding (the same thing, since the bounds are integers), so any float input,
+// however large, is safe.
+struct FakeQuantArgs {
+  float scale = 1.0f;
+  int32_t zero_point = 0;
+  int32_t qmin = -128, qmax = 127;
+};
+FakeQuantArgs fake_quant_args(const QParams& qp);
+
+// Forward over n values: out[i] = x_hat(x[i]). out may alias x.
+void fake_quant_forward(const float* x, int64_t n, const FakeQuantArgs& a, float* out);
+// As fake_quant_forward, also returning the min and max of x (the observer's statistics), in one pass.
+void fake_quant_forward_minmax(const float* x, int64_t n, const FakeQuantArgs& a, float* out, float* xmin,
+                               float* xmax);
+
+// Backward over n values, given x (the forward's input) and dy = dL/dx_hat; dx may alias dy.
+//   identity: dx = dy everywhere.
+//   clipped:  dx = dy where qmin <= round(x / s) + z <= qmax, 0 where the value was clamped.
+//   lsq:      Esser et al. 2020, eq. 3, with a zero point: with v = x / s, L = qmin - z, U = qmax - z,
+//             dx = dy where L < v < U, else 0; returns sum_i dy_i * d(x_hat_i)/ds with
+//             d(x_hat)/ds = round(v) - v where L < v < U, L where v <= L, U where v >= U.
+//             The caller multiplies the sum by the gradient scale.
+void fake_quant_backward_identity(const float* dy, int64_t n, float* dx);
+void fake_quant_backward_clipped(const float* x, const float* dy, int64_t n, const FakeQuantArgs& a, float* dx);
+double fake_quant_backward_lsq(const float* x, const float* dy, int64_t n, const FakeQuantArgs& a, float* dx);
+// LSQ's gradient scale g = 1 / sqrt(n * qmax): n = values per sample that one step size governs
+// (activations: the tensor's elements per sample; weights: the weights sharing that scale).
+float lsq_grad_scale(int64_t n, int32_t qmax);
+
+// ---- QAT ----
+
+struct QatConfig {
+  int wbits = 8, abits = 8;  // 2..8; with abc_bases > 0 the weights are stored with 8 bits (wbits must be 8)
+  Ste ste = Ste::Clipped;
+  int abc_bases = 0;         // 0 = off; 1..5: ABC-Net weights, W_hat = sum_i alpha_i B_i every step
+  bool per_channel = false;  // one weight scale (and ABC-Net basis set) per output channel
+  int epochs = 2;
+  int batch = 64;
+  float lr = 5e-3f;          // SGD, momentum below (PyTorch semantics, as train.h)
+  float momentum = 0.9f;
+  float weight_decay = 0.0f;
+  uint64_t seed = 1;         // batch order: the same as train() with this seed
+  int samples = 1000;        // calibration images: the first `samples` training images
+  Calibrator calibrator = Calibrator::Max;  // initial activation ranges (the network input always uses max)
+  float ema_momentum = 0.99f;  // clipped/identity: range <- m * range + (1 - m) * batch min/max
+  int loss_every = 20;       // loss_curve: the mean training loss of every `loss_every` steps
+  std::string requant = "fixedpoint";  // of the exported model: fixedpoint | float | divide
+  bool progress = false;     // a progress line on stderr
+};
+
+// Error naming the CLI flag (--wbits, --abits, --abc-bases, --epochs, --lr, --batch, --samples,
+// --momentum, --ema-momentum, --requant) when a value is out of range.
+void validate(const QatConfig& cfg);
+
+struct QatEpoch {
+  int epoch = 0;
+  double loss = 0;                 // mean training loss of the epoch
+  double accuracy_fake_quant = 0;  // test accuracy of the fake-quantized network after the epoch
+  double seconds = 0;              // training time of the epoch (evaluation and conversion excluded)
+};
+
+struct QatResult {
+  QModel qmodel;                   // the integer model of the last good epoch (valid when has_model)
+  bool has_model = false;
+  double fp32_accuracy = 0;        // the FP32 model given, before fine-tuning
+  double ptq_accuracy = 0;         // engine accuracy of the starting point (quantize_model, cfg.calibrator)
+  double accuracy = 0;             // engine accuracy of qmodel
+  double accuracy_fake_quant = 0;  // fake-quantized network's accuracy at that epoch
+  std::vector<QatEpoch> epochs;
+  std::vector<double> loss_curve;  // mean loss of each window of loss_every steps
+  int loss_every = 20;
+  bool diverged = false;           // the loss (or a weight) became NaN/Inf: training stopped
+  std::string diverged_message;    // where, and what was kept
+  std::vector<std::string> notes;  // conversion notes (PTQ's, ABC-Net bit widths, ...)
+  nlohmann::json to_json() const;  // accuracy, accuracy_fake_quant, fp32_accuracy, ptq_accuracy, loss_curve, epochs, ...
+};
+
+using QatEpochCallback = std::function<void(const QatEpoch&)>;
+
+// Fine-tunes `fp32` (taken over) with fake quantization for cfg.epochs on `train_set` and converts
+// it to a QModel, evaluated on `test_set` by the Engine and by the fake-quantized network.
+// Error (naming the layer) for a model the engine cannot run; Error for a bad config. A loss that
+// becomes NaN/Inf does not throw: the result has diverged = true and the model of the last good
+// epoch (has_model = false when the first epoch failed).
+QatResult run_qat(Sequential fp32, const Dataset& train_set, const Dataset& test_set, const QatConfig& cfg,
+                  const QatEpochCallback& on_epoch = {});
+
+// The FP32 baseline of the same recipe: fine-tunes `fp32` in place with SGD (cfg.lr, momentum,
+// weight decay, batch, seed and epochs), the batches in the same order as run_qat. Returns the test
+// accuracy after each epoch and fills *epoch_seconds when non-null (training time per epoch).
+std::vector<double> finetune_fp32(Sequential& fp32, const Dataset& train_set, const Dataset& test_set,
+                                  const QatConfig& cfg, std::vector<double>* epoch_seconds = nullptr);
+
+// ---- the pieces, for tests and analysis ----
+
+// The fake-quantized training network built from an FP32 model, with the activation ranges
+// calibrated by quantize_model. Owns the network; layers point into it.
+class QatNetwork {
+ public:
+  QatNetwork(Sequential fp32, const Tensor& calib_images, const QatConfig& cfg);
+  ~QatNetwork();
+  QatNetwork(const QatNetwork&) = delete;
+  QatNetwork& operator=(const QatNetwork&) = delete;
+
+  Sequential& net();                 // the training graph (fake-quant layers inserted)
+  const QModel& initial() const;     // the PTQ starting point
+  // Recomputes the fake-quantized weights and biases and every quantizer's parameters from the
+  // master weights, the ranges and the learned step sizes. Returns false (nothing changed) when
+  // a weight, bias, range or step size is not finite.
+  bool prepare();
+  // Forward in training mode (quantizers gather batch min/max), for x (N, input...).
+  const Tensor& forward_train(const Tensor& x);
+  // After net().backward(): the weight STE (clip mask, LSQ step-size gradients).
+  void finish_backward();
+  // After the optimizer step: moving-average ranges from this batch's min/max.
+  void update_ranges();
+  // The integer model of the current state (call prepare() first).
+  QModel to_qmodel(std::vector<std::string>* notes = nullptr) const;
+  struct Impl;
+
+ private:
+  Impl* impl_;
+};
+
+}  // namespace lowbit

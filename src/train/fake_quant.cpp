@@ -1,0 +1,129 @@
+// Fake quantization over float arrays and its straight-through backward passes (identity,
+// clipped, LSQ), forward and backward side by side. These run on every activation of every QAT
+// step, so they are plain loops the compiler vectorizes: no calls, no branches, no exceptions.
+// Not here: choosing scales (quant.h), the QAT network and its layers (qat.cpp).
+//
+// Rounding: x / s is first clamped to [L - 1, U + 1] (L = qmin - z, U = qmax - z; clamping before
+// rounding gives the same result as rounding first because the bounds are integers), then rounded
+// with the float "magic number" 1.5 * 2^23: for |v| < 2^22, (v + 1.5*2^23) - 1.5*2^23 is v rounded
+// to the nearest integer with ties to even under the default rounding mode, which is exactly
+// quant_round(v, Nearest) (std::nearbyint) and the engine's round_half_even.
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "lowbit/qat.h"
+
+namespace lowbit {
+
+namespace {
+
+constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
+constexpr int kLanes = 8;              // independent accumulators: vectorizable reductions
+
+inline float round_small(float v) { return (v + kMagic) - kMagic; }
+inline float clampf(float v, float lo, float hi) { return v < lo ? lo : (v > hi ? hi : v); }
+
+}  // namespace
+
+Ste parse_ste(const std::string& name) {
+  if (name == "identity") return Ste::Identity;
+  if (name == "clipped") return Ste::Clipped;
+  if (name == "lsq") return Ste::Lsq;
+  throw Error("--ste: unknown straight-through estimator '" + name + "' (allowed: identity, clipped, lsq)");
+}
+
+const char* ste_name(Ste s) {
+  switch (s) {
+    case Ste::Identity: return "identity";
+    case Ste::Clipped: return "clipped";
+    case Ste::Lsq: return "lsq";
+  }
+  return "?";
+}
+
+FakeQuantArgs fake_quant_args(const QParams& qp) { return {qp.scale, qp.zero_point, qp.qmin(), qp.qmax()}; }
+
+float lsq_grad_scale(int64_t n, int32_t qmax) {
+  return static_cast<float>(1.0 / std::sqrt(static_cast<double>(n) * static_cast<double>(qmax)));
+}
+
+// ---- forward ----
+
+void fake_quant_forward(const float* x, int64_t n, const FakeQuantArgs& a, float* out) {
+  const float s = a.scale;
+  const float lo = static_cast<float>(a.qmin - a.zero_point), hi = static_cast<float>(a.qmax - a.zero_point);
+  for (int64_t i = 0; i < n; ++i) out[i] = s * round_small(clampf(x[i] / s, lo, hi));
+}
+
+void fake_quant_forward_minmax(const float* x, int64_t n, const FakeQuantArgs& a, float* out, float* xmin,
+                               float* xmax) {
+  const float s = a.scale;
+  const float lo = static_cast<float>(a.qmin - a.zero_point), hi = static_cast<float>(a.qmax - a.zero_point);
+  float mn[kLanes], mx[kLanes];
+  for (int l = 0; l < kLanes; ++l) mn[l] = mx[l] = n > 0 ? x[0] : 0.0f;
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int l = 0; l < kLanes; ++l) {
+      const float v = x[i + l];
+      mn[l] = v < mn[l] ? v : mn[l];
+      mx[l] = v > mx[l] ? v : mx[l];
+      out[i + l] = s * round_small(clampf(v / s, lo, hi));
+    }
+  for (; i < n; ++i) {
+    const float v = x[i];
+    mn[0] = v < mn[0] ? v : mn[0];
+    mx[0] = v > mx[0] ? v : mx[0];
+    out[i] = s * round_small(clampf(v / s, lo, hi));
+  }
+  float rmn = mn[0], rmx = mx[0];
+  for (int l = 1; l < kLanes; ++l) {
+    rmn = mn[l] < rmn ? mn[l] : rmn;
+    rmx = mx[l] > rmx ? mx[l] : rmx;
+  }
+  *xmin = rmn;
+  *xmax = rmx;
+}
+
+// ---- backward ----
+
+void fake_quant_backward_identity(const float* dy, int64_t n, float* dx) {
+  if (dx != dy)
+    for (int64_t i = 0; i < n; ++i) dx[i] = dy[i];
+}
+
+// r = round(x / s) clamped to [L - 1, U + 1]: outside [L, U] exactly when the forward clamped.
+void fake_quant_backward_clipped(const float* x, const float* dy, int64_t n, const FakeQuantArgs& a, float* dx) {
+  const float s = a.scale;
+  const float lo = static_cast<float>(a.qmin - a.zero_point), hi = static_cast<float>(a.qmax - a.zero_point);
+  for (int64_t i = 0; i < n; ++i) {
+    const float r = round_small(clampf(x[i] / s, lo - 1.0f, hi + 1.0f));
+    const float g = dy[i];
+    dx[i] = (r >= lo && r <= hi) ? g : 0.0f;
+  }
+}
+
+// LSQ (Esser et al. 2020, eq. 3): the range test is on v = x / s itself, not on its rounding.
+double fake_quant_backward_lsq(const float* x, const float* dy, int64_t n, const FakeQuantArgs& a, float* dx) {
+  const float s = a.scale;
+  const float lo = static_cast<float>(a.qmin - a.zero_point), hi = static_cast<float>(a.qmax - a.zero_point);
+  float acc[kLanes] = {};
+  auto one = [&](int64_t i, float& sum) {
+    const float v = x[i] / s;
+    const float g = dy[i];
+    const bool inside = v > lo && v < hi;
+    // d(x_hat)/ds: round(v) - v inside, L = qmin - z at or below, U = qmax - z at or above.
+    const float dxs = inside ? round_small(v) - v : (v <= lo ? lo : hi);
+    sum += g * dxs;
+    dx[i] = inside ? g : 0.0f;
+  };
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int l = 0; l < kLanes; ++l) one(i + l, acc[l]);
+  for (; i < n; ++i) one(i, acc[0]);
+  double total = 0;
+  for (int l = 0; l < kLanes; ++l) total += acc[l];
+  return total;
+}
+
+}  // namespace lowbit

@@ -1,0 +1,716 @@
+// Quantization-aware training (qat.h): the fake-quantized training network, its weight and
+// activation quantizers with their straight-through estimators, ABC-Net weights in training, the
+// training loop, and the conversion to the engine's QModel.
+// Not here: the elementwise fake quantization and STE kernels (fake_quant.cpp), calibration and the
+// network plan (quantize_model in engine/quantizer.cpp: QAT starts from its result and keeps its op
+// list), running the integer model (engine.cpp).
+//
+// How a step runs (qat.h shows the graph):
+//   prepare()        weights: W_hat = s_w * clamp(round(W / s_w), -qmax, qmax) from the float master
+//                    weights (ABC-Net: W first replaced by sum_i alpha_i B_i), s_w = max|W| / qmax per
+//                    tensor or channel (LSQ: learned); bias b_hat = s_w s_in round(b / (s_w s_in));
+//                    activations: QParams from the moving-average range (LSQ: learned step, fixed z)
+//   forward          Sequential's tiled forward; each quantizer also records every sample's min/max
+//   backward         Sequential's backward; a quantizer layer applies its STE to the activation
+//                    gradient (and LSQ: accumulates its step's gradient); Conv2d/Linear compute
+//                    dL/dW_hat, which finish_backward() turns into dL/dW (identity; LSQ: clip mask and
+//                    the step's gradient)
+//   optimizer step   on master weights, biases and LSQ steps
+//   update_ranges()  range <- m * range + (1 - m) * this batch's min/max (PyTorch's
+//                    MovingAverageMinMaxObserver). The batch is quantized with the range before its
+//                    own update (Sequential runs the network tile by tile, so a layer never sees the
+//                    whole batch before quantizing it): a one-step lag, negligible at m = 0.99.
+#include "lowbit/qat.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <numeric>
+
+#include <fmt/format.h>
+
+#include "lowbit/quantizer.h"
+#include "lowbit/train.h"
+
+namespace lowbit {
+
+void validate(const QatConfig& cfg) {
+  auto bits = [](int b, const char* flag) {
+    if (b < 2 || b > 8) throw Error(fmt::format("{}: bit width must be in 2..8, got {}", flag, b));
+  };
+  bits(cfg.wbits, "--wbits");
+  bits(cfg.abits, "--abits");
+  if (cfg.abc_bases < 0 || cfg.abc_bases > 5)
+    throw Error(fmt::format("--abc-bases: number of binary bases must be in 1..5, got {}", cfg.abc_bases));
+  if (cfg.abc_bases > 0 && cfg.wbits != 8)
+    throw Error(fmt::format("--wbits: with --abc-bases the summed bases are stored as 8-bit integers (a sum of M "
+                            "binary bases with float alphas takes up to 2^M uneven values); use --wbits 8, got {}",
+                            cfg.wbits));
+  if (cfg.epochs < 1) throw Error(fmt::format("--epochs: must be >= 1, got {}", cfg.epochs));
+  if (cfg.batch < 1) throw Error(fmt::format("--batch: must be >= 1, got {}", cfg.batch));
+  if (!(cfg.lr > 0.0f) || !std::isfinite(cfg.lr)) throw Error(fmt::format("--lr: must be a positive number, got {}", cfg.lr));
+  if (!(cfg.momentum >= 0.0f && cfg.momentum < 1.0f))
+    throw Error(fmt::format("--momentum: must be in [0, 1), got {}", cfg.momentum));
+  if (!(cfg.weight_decay >= 0.0f)) throw Error(fmt::format("--weight-decay: must be >= 0, got {}", cfg.weight_decay));
+  if (cfg.samples < 1) throw Error(fmt::format("--samples: need at least 1 calibration image, got {}", cfg.samples));
+  if (!(cfg.ema_momentum >= 0.0f && cfg.ema_momentum < 1.0f))
+    throw Error(fmt::format("--ema-momentum: must be in [0, 1), got {}", cfg.ema_momentum));
+  if (cfg.loss_every < 1) throw Error(fmt::format("--loss-every: must be >= 1, got {}", cfg.loss_every));
+  if (cfg.requant != "fixedpoint" && cfg.requant != "float" && cfg.requant != "divide")
+    throw Error("--requant: unknown variant '" + cfg.requant + "' (allowed: fixedpoint, float, divide)");
+}
+
+namespace {
+
+constexpr float kMinStep = 1e-8f;  // LSQ steps are kept above this after every update
+
+bool finite(float v) { return std::isfinite(v); }
+
+// ---- activation quantizers ----
+
+// One activation tensor's quantizer: the network input or a weighted op's (post-ReLU) output.
+struct ActQuant {
+  std::string name;
+  int bits = 8;
+  Ste ste = Ste::Clipped;
+  float lo = 0, hi = 0;          // moving-average range (identity / clipped)
+  Tensor step, dstep;            // LSQ: (1) the learned step size and its gradient
+  int32_t z_fixed = 0;           // LSQ: zero point kept from calibration
+  QParams qp;                    // what forward and conversion use
+  int64_t per_sample = 0;        // elements per sample (LSQ gradient scale)
+  bool observing = false;
+  std::vector<float> smin, smax;  // per-sample min/max of the last training forward
+
+  bool lsq() const { return ste == Ste::Lsq; }
+  bool prepare() {
+    if (lsq()) {
+      if (!finite(step[0])) return false;
+      step[0] = std::max(step[0], kMinStep);
+      qp.scale = step[0];
+      qp.zero_point = z_fixed;
+      return true;
+    }
+    if (!finite(lo) || !finite(hi)) return false;
+    qp = choose_qparams(std::min(lo, hi), std::max(lo, hi), bits, Scheme::Affine, false, name);
+    return true;
+  }
+};
+
+// Fake quantization of one activation tensor. `tied`: re-rounds onto an earlier quantizer's grid
+// (after average pooling, as the engine does), observes nothing and passes gradients through.
+class FakeQuantLayer : public Layer {
+ public:
+  FakeQuantLayer(ActQuant* q, bool tied) : q_(q), tied_(tied) {}
+  std::string type() const override { return "FakeQuant"; }
+  Shape output_shape(const Shape& in) const override { return in; }
+  using Layer::backward;
+  using Layer::forward;
+
+  void forward(const Tensor& in, Tensor& out, int n0, int n1) override {
+    const int64_t per = in.dim(0) ? in.numel() / in.dim(0) : 0;
+    const FakeQuantArgs a = fake_quant_args(q_->qp);
+    if (q_->observing && !tied_) {
+      for (int n = n0; n < n1; ++n)
+        fake_quant_forward_minmax(in.data() + n * per, per, a, out.data() + n * per, &q_->smin[size_t(n)],
+                                  &q_->smax[size_t(n)]);
+      return;
+    }
+    fake_quant_forward(in.data() + n0 * per, (n1 - n0) * per, a, out.data() + n0 * per);
+  }
+
+  void backward(const Tensor& in, const Tensor& /*out*/, const Tensor& dout, Tensor* din, int n0, int n1,
+                const std::vector<Tensor*>& grads) override {
+    const int64_t per = in.dim(0) ? in.numel() / in.dim(0) : 0;
+    const int64_t off = n0 * per, n = (n1 - n0) * per;
+    const FakeQuantArgs a = fake_quant_args(q_->qp);
+    if (tied_ || q_->ste == Ste::Identity) {
+      if (din) fake_quant_backward_identity(dout.data() + off, n, din->data() + off);
+      return;
+    }
+    if (q_->ste == Ste::Clipped) {
+      if (din) fake_quant_backward_clipped(in.data() + off, dout.data() + off, n, a, din->data() + off);
+      return;
+    }
+    // LSQ: the input quantizer has no din (nothing consumes it) but its step still learns.
+    thread_local std::vector<float> scratch;
+    float* dx = din ? din->data() + off : nullptr;
+    if (!dx) {
+      scratch.resize(static_cast<size_t>(n));
+      dx = scratch.data();
+    }
+    const double sum = fake_quant_backward_lsq(in.data() + off, dout.data() + off, n, a, dx);
+    (*grads[0])[0] += static_cast<float>(sum) * lsq_grad_scale(q_->per_sample, q_->qp.qmax());
+  }
+
+  std::vector<Param> params() override {
+    if (tied_ || !q_->lsq()) return {};
+    return {{"step", &q_->step, &q_->dstep}};
+  }
+
+ private:
+  ActQuant* q_;
+  bool tied_;
+};
+
+// ---- weight quantizers ----
+
+// Weights and bias of one Conv2d/Linear: float master copies (what the optimizer updates) and the
+// fake-quantized values the layer computes with.
+struct WeightQuant {
+  std::string name;
+  int bits = 8;
+  bool per_channel = false;
+  int abc = 0;
+  bool lsq = false;          // learned weight steps (not with ABC-Net)
+  int oc = 0;
+  int64_t k = 0;             // weights per output channel
+  Tensor master_w, master_b;  // (oc, ...) and (oc) or empty
+  Tensor step, dstep;        // LSQ: (oc) per channel or (1)
+  std::vector<float> src;    // what is quantized: the master weights or their ABC-Net approximation
+  std::vector<float> w_scale;     // (oc)
+  std::vector<int8_t> codes;      // (oc, k)
+  std::vector<int32_t> bias_codes;
+  const ActQuant* in = nullptr;   // the quantizer of this op's input (bias scale s_w * s_in)
+
+  int32_t qmax() const { return quant_max(bits); }
+  QParams wqp(float s) const {
+    QParams qp;
+    qp.scale = s, qp.zero_point = 0, qp.bits = bits, qp.narrow = true, qp.scheme = Scheme::Symmetric;
+    return qp;
+  }
+
+  // Fills w_hat (the layer's weight tensor) and b_hat. False when something is not finite.
+  bool prepare(Tensor& w_hat, Tensor* b_hat) {
+    const int64_t n = int64_t{oc} * k;
+    const float* w = master_w.data();
+    for (int64_t i = 0; i < n; ++i)
+      if (!finite(w[i])) return false;
+    if (b_hat)
+      for (int c = 0; c < oc; ++c)
+        if (!finite(master_b[c])) return false;
+    src.assign(w, w + n);
+    if (abc > 0) {  // ABC-Net: W_hat = sum_i alpha_i B_i, per output channel or per tensor
+      if (per_channel) {
+        for (int c = 0; c < oc; ++c) {
+          AbcBases a = abc_bases(w + c * k, k, abc);
+          std::copy(a.approx.begin(), a.approx.end(), src.begin() + c * k);
+        }
+      } else {
+        src = abc_bases(w, n, abc).approx;
+      }
+    }
+    // Step sizes.
+    w_scale.assign(static_cast<size_t>(oc), 1.0f);
+    if (lsq) {
+      for (int64_t i = 0; i < step.numel(); ++i) {
+        if (!finite(step[i])) return false;
+        step[i] = std::max(step[i], kMinStep);
+      }
+      for (int c = 0; c < oc; ++c) w_scale[size_t(c)] = step[per_channel ? c : 0];
+    } else {
+      float amax_all = 0;
+      std::vector<float> amax(static_cast<size_t>(oc), 0.0f);
+      for (int c = 0; c < oc; ++c) {
+        float m = 0;
+        for (int64_t j = 0; j < k; ++j) m = std::max(m, std::fabs(src[size_t(c * k + j)]));
+        amax[size_t(c)] = m;
+        amax_all = std::max(amax_all, m);
+      }
+      const float tensor_scale = choose_qparams(-amax_all, amax_all, bits, Scheme::Symmetric, true, name).scale;
+      for (int c = 0; c < oc; ++c) {
+        // An all-zero channel keeps the tensor's scale, as quantize_model does.
+        const float m = amax[size_t(c)];
+        w_scale[size_t(c)] = (per_channel && m > 0)
+                                 ? choose_qparams(-m, m, bits, Scheme::Symmetric, true, name).scale
+                                 : tensor_scale;
+      }
+    }
+    // Codes and W_hat = s * q.
+    codes.resize(static_cast<size_t>(n));
+    const float qm = static_cast<float>(qmax());
+    for (int c = 0; c < oc; ++c) {
+      const float s = w_scale[size_t(c)];
+      for (int64_t j = 0; j < k; ++j) {
+        const int64_t i = c * k + j;
+        const float q = std::clamp(quant_round(src[size_t(i)] / s, Rounding::Nearest), -qm, qm);
+        codes[size_t(i)] = static_cast<int8_t>(q);
+        w_hat[i] = s * q;
+      }
+    }
+    // Bias: int32 in units of s_w * s_in, kept within what the engine's int32 accumulator allows
+    // beside the largest possible sum of products (quantize_model's bound).
+    if (b_hat) {
+      bias_codes.resize(static_cast<size_t>(oc));
+      const double limit = 2147483647.0 - 255.0 * 255.0 * static_cast<double>(k);
+      const float s_in = in->qp.scale;
+      for (int c = 0; c < oc; ++c) {
+        const float sb = w_scale[size_t(c)] * s_in;
+        double v = std::nearbyint(static_cast<double>(master_b[c]) / static_cast<double>(sb));
+        v = std::clamp(v, -limit, limit);
+        bias_codes[size_t(c)] = static_cast<int32_t>(v);
+        (*b_hat)[c] = static_cast<float>(v) * sb;
+      }
+    }
+    return true;
+  }
+
+  // dw holds dL/dW_hat (summed over the batch); turns it into dL/dW. Identity for max-based
+  // steps (nothing is clamped: |W| <= max|W| = s * qmax) and for ABC-Net; LSQ masks the clamped
+  // weights and sets each step's gradient.
+  void finish_backward(Tensor& dw) {
+    if (!lsq) return;
+    dstep.zero();
+    const float g = lsq_grad_scale(per_channel ? k : int64_t{oc} * k, qmax());
+    for (int c = 0; c < oc; ++c) {
+      const FakeQuantArgs a{w_scale[size_t(c)], 0, -qmax(), qmax()};
+      const double sum = fake_quant_backward_lsq(master_w.data() + c * k, dw.data() + c * k, k, a, dw.data() + c * k);
+      dstep[per_channel ? c : 0] += static_cast<float>(sum) * g;
+    }
+  }
+
+  std::vector<Param> params(Tensor& dweight, Tensor& dbias, bool has_bias) {
+    std::vector<Param> p{{"weight", &master_w, &dweight}};
+    if (has_bias) p.push_back({"bias", &master_b, &dbias});
+    if (lsq) p.push_back({"step", &step, &dstep});
+    return p;
+  }
+};
+
+// Conv2d/Linear computing with fake-quantized weights (their `weight`/`bias` members hold W_hat
+// and b_hat, so the inherited forward and backward run unchanged: backward gives dL/dW_hat and
+// dL/dx through W_hat, the straight-through weight gradient); the optimizer sees the masters.
+class QatConv2d : public Conv2d {
+ public:
+  explicit QatConv2d(const Conv2d& c) : Conv2d(c.in_ch, c.out_ch, c.kernel, c.stride, c.pad, c.has_bias) {
+    wq.master_w = c.weight;
+    if (c.has_bias) wq.master_b = c.bias;
+  }
+  std::vector<Param> params() override { return wq.params(dweight, dbias, has_bias); }
+  WeightQuant wq;
+};
+
+class QatLinear : public Linear {
+ public:
+  explicit QatLinear(const Linear& l) : Linear(l.in_f, l.out_f, l.has_bias) {
+    wq.master_w = l.weight;
+    if (l.has_bias) wq.master_b = l.bias;
+  }
+  std::vector<Param> params() override { return wq.params(dweight, dbias, has_bias); }
+  WeightQuant wq;
+};
+
+// Range [lo, hi] that affine parameters qp represent: s * (qmin - z) .. s * (qmax - z).
+void range_of(const QParams& qp, float& lo, float& hi) {
+  lo = qp.scale * static_cast<float>(qp.qmin() - qp.zero_point);
+  hi = qp.scale * static_cast<float>(qp.qmax() - qp.zero_point);
+}
+
+}  // namespace
+
+// ---- the network ----
+
+struct QatNetwork::Impl {
+  QatConfig cfg;
+  QModel init;
+  std::vector<std::string> init_notes;
+  Sequential net;
+  std::vector<std::unique_ptr<ActQuant>> acts;  // 0 = the network input
+  struct Weighted {
+    size_t op = 0;            // index into init.ops
+    Layer* layer = nullptr;   // QatConv2d or QatLinear
+    WeightQuant* wq = nullptr;
+    ActQuant* out = nullptr;  // null for the last weighted op
+  };
+  std::vector<Weighted> weighted;
+
+  Tensor* weight_of(Layer* l) {
+    if (auto* c = dynamic_cast<QatConv2d*>(l)) return &c->weight;
+    return &dynamic_cast<QatLinear*>(l)->weight;
+  }
+  Tensor* bias_of(Layer* l) {
+    if (auto* c = dynamic_cast<QatConv2d*>(l)) return c->has_bias ? &c->bias : nullptr;
+    auto* f = dynamic_cast<QatLinear*>(l);
+    return f->has_bias ? &f->bias : nullptr;
+  }
+  Tensor* dweight_of(Layer* l) {
+    if (auto* c = dynamic_cast<QatConv2d*>(l)) return &c->dweight;
+    return &dynamic_cast<QatLinear*>(l)->dweight;
+  }
+
+  ActQuant* new_act(const std::string& name, const QParams& qp) {
+    auto a = std::make_unique<ActQuant>();
+    a->name = name;
+    a->bits = cfg.abits;
+    a->ste = cfg.ste;
+    range_of(qp, a->lo, a->hi);
+    a->qp = qp;
+    a->step.resize({1});
+    a->step[0] = qp.scale;
+    a->dstep.resize({1});
+    a->z_fixed = qp.zero_point;
+    acts.push_back(std::move(a));
+    return acts.back().get();
+  }
+};
+
+QatNetwork::QatNetwork(Sequential fp32, const Tensor& calib_images, const QatConfig& cfg) : impl_(new Impl) {
+  Impl& im = *impl_;
+  try {
+    validate(cfg);
+    im.cfg = cfg;
+    PtqConfig pc;
+    pc.calibrator = cfg.calibrator;
+    pc.input_calibrator = Calibrator::Max;
+    pc.wbits = cfg.wbits;
+    pc.abits = cfg.abits;
+    pc.per_channel = cfg.per_channel;
+    pc.act_scheme = Scheme::Affine;
+    pc.rounding = Rounding::Nearest;
+    pc.requant = cfg.requant;
+    pc.abc_bases = cfg.abc_bases;
+    pc.samples = calib_images.rank() ? calib_images.dim(0) : 0;
+    im.init = quantize_model(fp32, calib_images, pc, &im.init_notes);
+
+    // Rebuild the network from the op plan, op names = layer names.
+    std::map<std::string, size_t> op_of;
+    for (size_t i = 0; i < im.init.ops.size(); ++i) op_of[im.init.ops[i].name] = i;
+    size_t last_weighted = 0;
+    for (size_t i = 0; i < im.init.ops.size(); ++i)
+      if (im.init.ops[i].weighted()) last_weighted = i;
+
+    Sequential& net = im.net;
+    net.architecture = fp32.architecture;
+    net.input_shape = fp32.input_shape;
+    net.tile = fp32.tile;
+    ActQuant* cur = im.new_act("input", im.init.input);
+    cur->per_sample = shape_numel(fp32.input_shape);
+    net.add(std::make_unique<FakeQuantLayer>(cur, false), "input.fq");
+    Shape shape = fp32.input_shape;
+    shape.insert(shape.begin(), 1);
+    for (size_t i = 0; i < fp32.size(); ++i) {
+      Layer& l = fp32.layer(i);
+      const std::string& name = fp32.name(i);
+      shape = l.output_shape(shape);
+      auto it = op_of.find(name);
+      if (it == op_of.end()) {  // the fused ReLU (kept as a layer) or the dropped trailing Softmax
+        if (l.type() == "Softmax") continue;
+        net.add(make_layer(l.spec()), name);
+        if (l.type() == "ReLU" && !im.weighted.empty() && im.weighted.back().out) {
+          net.add(std::make_unique<FakeQuantLayer>(im.weighted.back().out, false), im.init.ops[im.weighted.back().op].name + ".fq");
+        }
+        continue;
+      }
+      const QOp& op = im.init.ops[it->second];
+      if (op.weighted()) {
+        std::unique_ptr<Layer> ql;
+        WeightQuant* wq;
+        if (const auto* c = dynamic_cast<const Conv2d*>(&l)) {
+          auto q = std::make_unique<QatConv2d>(*c);
+          wq = &q->wq;
+          ql = std::move(q);
+        } else {
+          auto q = std::make_unique<QatLinear>(dynamic_cast<const Linear&>(l));
+          wq = &q->wq;
+          ql = std::move(q);
+        }
+        wq->name = name + ".weight";
+        wq->bits = op.wbits;
+        wq->per_channel = cfg.per_channel;
+        wq->abc = cfg.abc_bases;
+        wq->lsq = cfg.ste == Ste::Lsq && cfg.abc_bases == 0;
+        wq->oc = op.out_ch;
+        wq->k = op.k();
+        wq->in = cur;
+        if (wq->lsq) {
+          const int64_t ns = cfg.per_channel ? op.out_ch : 1;
+          wq->step.resize({static_cast<int>(ns)});
+          wq->dstep.resize({static_cast<int>(ns)});
+          for (int64_t c = 0; c < ns; ++c) wq->step[c] = op.w_scale[size_t(c)];
+        }
+        Impl::Weighted w;
+        w.op = it->second;
+        w.layer = ql.get();
+        w.wq = wq;
+        net.add(std::move(ql), name);
+        if (it->second != last_weighted) {
+          w.out = im.new_act(name, op.out);
+          Shape per(shape.begin() + 1, shape.end());
+          w.out->per_sample = shape_numel(per);
+          cur = w.out;
+          if (!op.relu) net.add(std::make_unique<FakeQuantLayer>(w.out, false), name + ".fq");
+          // with ReLU: the quantizer goes after the ReLU layer (above), which comes next
+        }
+        im.weighted.push_back(w);
+      } else {
+        net.add(make_layer(l.spec()), name);
+        if (op.kind == QOpKind::avgpool) net.add(std::make_unique<FakeQuantLayer>(cur, true), name + ".fq");
+      }
+    }
+    if (!prepare()) throw Error("the FP32 model has non-finite weights");
+  } catch (...) {
+    delete impl_;
+    throw;
+  }
+}
+
+QatNetwork::~QatNetwork() { delete impl_; }
+
+Sequential& QatNetwork::net() { return impl_->net; }
+const QModel& QatNetwork::initial() const { return impl_->init; }
+
+bool QatNetwork::prepare() {
+  Impl& im = *impl_;
+  for (auto& a : im.acts)
+    if (!a->prepare()) return false;
+  for (auto& w : im.weighted)
+    if (!w.wq->prepare(*im.weight_of(w.layer), im.bias_of(w.layer))) return false;
+  return true;
+}
+
+const Tensor& QatNetwork::forward_train(const Tensor& x) {
+  Impl& im = *impl_;
+  const int n = x.dim(0);
+  for (auto& a : im.acts)
+    if (!a->lsq()) {
+      a->observing = true;
+      a->smin.assign(static_cast<size_t>(n), 0.0f);
+      a->smax.assign(static_cast<size_t>(n), 0.0f);
+    }
+  const Tensor& out = im.net.forward(x);
+  for (auto& a : im.acts) a->observing = false;
+  return out;
+}
+
+void QatNetwork::finish_backward() {
+  for (auto& w : impl_->weighted) w.wq->finish_backward(*impl_->dweight_of(w.layer));
+}
+
+void QatNetwork::update_ranges() {
+  const float m = impl_->cfg.ema_momentum;
+  for (auto& a : impl_->acts) {
+    if (a->lsq() || a->smin.empty()) continue;
+    float mn = a->smin[0], mx = a->smax[0];
+    for (size_t i = 1; i < a->smin.size(); ++i) {
+      mn = std::min(mn, a->smin[i]);
+      mx = std::max(mx, a->smax[i]);
+    }
+    a->lo = m * a->lo + (1.0f - m) * mn;
+    a->hi = m * a->hi + (1.0f - m) * mx;
+    a->smin.clear();
+    a->smax.clear();
+  }
+}
+
+QModel QatNetwork::to_qmodel(std::vector<std::string>* notes) const {
+  const Impl& im = *impl_;
+  QModel q = im.init;
+  q.input = im.acts[0]->qp;
+  std::vector<std::string> nn;
+  QParams cur = q.input;
+  size_t wi = 0;
+  for (size_t i = 0; i < q.ops.size(); ++i) {
+    QOp& op = q.ops[i];
+    op.in = cur;
+    if (!op.weighted()) {
+      op.out = cur;
+      continue;
+    }
+    const Impl::Weighted& w = im.weighted[wi++];
+    const WeightQuant& wq = *w.wq;
+    op.weight = wq.codes;
+    op.w_scale = wq.w_scale;
+    op.bias = wq.bias_codes;  // empty without bias
+    op.wbits = wq.bits;
+    op.per_channel = wq.per_channel;
+    op.abc_bases = wq.abc;
+    if (w.out) {
+      op.out = w.out->qp;
+      compute_requant(op, &nn);
+    }
+    cur = op.out;
+  }
+  const QatConfig& c = im.cfg;
+  if (c.abc_bases > 0)
+    nn.push_back(fmt::format("ABC-Net: weights trained as sums of {} binary bases ({}) and stored as 8-bit integers: "
+                             "a sum of M binary bases with float alphas takes up to 2^M unevenly spaced values, "
+                             "more than M bits can hold exactly",
+                             c.abc_bases, c.per_channel ? "per output channel" : "per tensor"));
+  q.info = {{"source_architecture", q.architecture},
+            {"method", "qat"},
+            {"ste", ste_name(c.ste)},
+            {"wbits", c.abc_bases > 0 ? 8 : c.wbits},
+            {"abits", c.abits},
+            {"per_channel", c.per_channel},
+            {"abc_bases", c.abc_bases},
+            {"weight_scheme", "symmetric narrow"},
+            {"act_scheme", "affine"},
+            {"rounding", "nearest"},
+            {"requant", c.requant},
+            {"initial_calibrator", calibrator_name(c.calibrator)},
+            {"ranges", c.ste == Ste::Lsq ? "learned (LSQ)" : "moving average of batch min/max"},
+            {"ema_momentum", c.ema_momentum},
+            {"notes", nn}};
+  if (notes) notes->insert(notes->end(), nn.begin(), nn.end());
+  return q;
+}
+
+// ---- training ----
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::vector<int> epoch_order(int n, uint64_t seed, int epoch) {
+  std::vector<int> order(static_cast<size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  Rng rng(seed * 1000003u + static_cast<uint64_t>(epoch));  // train()'s order, so baselines match
+  rng.shuffle(order);
+  return order;
+}
+
+Tensor first_images(const Dataset& d, int n) {
+  n = std::min(n, d.size());
+  Shape s = d.images.shape();
+  s[0] = n;
+  Tensor t(s);
+  std::copy_n(d.images.data(), t.numel(), t.data());
+  return t;
+}
+
+}  // namespace
+
+nlohmann::json QatResult::to_json() const {
+  nlohmann::json ep = nlohmann::json::array();
+  for (const QatEpoch& e : epochs)
+    ep.push_back({{"epoch", e.epoch}, {"loss", e.loss}, {"accuracy_fake_quant", e.accuracy_fake_quant}, {"seconds", e.seconds}});
+  nlohmann::json j = {{"accuracy", has_model ? nlohmann::json(accuracy) : nlohmann::json(nullptr)},
+                      {"accuracy_fake_quant", has_model ? nlohmann::json(accuracy_fake_quant) : nlohmann::json(nullptr)},
+                      {"fp32_accuracy", fp32_accuracy},
+                      {"ptq_accuracy", ptq_accuracy},
+                      {"loss_curve", loss_curve},
+                      {"loss_curve_every", loss_every},
+                      {"epochs", ep},
+                      {"diverged", diverged},
+                      {"notes", notes}};
+  if (has_model) j["accuracy_difference_points"] = 100.0 * (accuracy_fake_quant - accuracy);
+  if (diverged) j["diverged_message"] = diverged_message;
+  return j;
+}
+
+QatResult run_qat(Sequential fp32, const Dataset& train_set, const Dataset& test_set, const QatConfig& cfg,
+                  const QatEpochCallback& on_epoch) {
+  validate(cfg);
+  if (train_set.size() == 0) throw Error("--data: the training set is empty");
+  QatResult r;
+  r.loss_every = cfg.loss_every;
+  r.fp32_accuracy = evaluate(fp32, test_set);
+  QatNetwork qn(std::move(fp32), first_images(train_set, cfg.samples), cfg);
+  {
+    Engine e(qn.initial());
+    r.ptq_accuracy = engine_accuracy(e, test_set.images, test_set.labels);
+  }
+  Sequential& net = qn.net();
+  OptimConfig oc;
+  oc.optimizer = "sgd";
+  oc.lr = cfg.lr;
+  oc.momentum = cfg.momentum;
+  oc.weight_decay = cfg.weight_decay;
+  Optimizer opt(net, oc);
+  const size_t end = net.logits_end();
+  const bool bar = cfg.progress && isatty(STDERR_FILENO);
+  Tensor x, dlogits;
+  std::vector<uint8_t> y;
+  double window = 0;
+  int in_window = 0, step = 0;
+  for (int epoch = 0; epoch < cfg.epochs && !r.diverged; ++epoch) {
+    const std::vector<int> order = epoch_order(train_set.size(), cfg.seed, epoch);
+    const auto t0 = Clock::now();
+    double loss_sum = 0;
+    int batches = 0;
+    const int n = train_set.size();
+    for (int b = 0; b < n; b += cfg.batch) {
+      const int e = std::min(n, b + cfg.batch);
+      gather_batch(train_set, order, b, e, x, y);
+      const Tensor& logits = qn.forward_train(x);
+      dlogits.resize(logits.shape());
+      const double loss = softmax_cross_entropy(logits, y.data(), &dlogits);
+      bool ok = std::isfinite(loss);
+      if (ok) {
+        net.zero_grad();
+        net.backward(dlogits, end);
+        qn.finish_backward();
+        opt.step();
+        qn.update_ranges();
+        ok = qn.prepare();
+      }
+      ++step;
+      if (!ok) {
+        r.diverged = true;
+        r.diverged_message = fmt::format(
+            "training diverged at epoch {}, batch {} (step {}): {}; {}", epoch + 1, batches + 1, step,
+            std::isfinite(loss) ? "a weight, range or step size became NaN/Inf" : fmt::format("the loss is {}", loss),
+            r.epochs.empty() ? "no epoch finished, so there is no model to keep (try a smaller --lr)"
+                             : fmt::format("keeping the model of epoch {} (try a smaller --lr)", r.epochs.back().epoch));
+        break;
+      }
+      loss_sum += loss;
+      ++batches;
+      window += loss;
+      if (++in_window == cfg.loss_every) {
+        r.loss_curve.push_back(window / in_window);
+        window = 0;
+        in_window = 0;
+      }
+      if (bar && (batches % 20 == 0 || e == n))
+        std::fprintf(stderr, "\rqat epoch %2d  %3d%%  loss %.4f", epoch + 1, e * 100 / n, loss_sum / batches);
+    }
+    if (bar) std::fprintf(stderr, "\r\033[K");
+    if (r.diverged) break;
+    QatEpoch ep;
+    ep.epoch = epoch + 1;
+    ep.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    ep.loss = loss_sum / std::max(1, batches);
+    ep.accuracy_fake_quant = evaluate(net, test_set);
+    std::vector<std::string> notes;
+    r.qmodel = qn.to_qmodel(&notes);
+    r.notes = notes;
+    r.has_model = true;
+    r.accuracy_fake_quant = ep.accuracy_fake_quant;
+    r.epochs.push_back(ep);
+    if (on_epoch) on_epoch(ep);
+  }
+  if (in_window > 0) r.loss_curve.push_back(window / in_window);
+  if (r.has_model) {
+    Engine e(r.qmodel);
+    r.accuracy = engine_accuracy(e, test_set.images, test_set.labels);
+  }
+  return r;
+}
+
+std::vector<double> finetune_fp32(Sequential& fp32, const Dataset& train_set, const Dataset& test_set,
+                                  const QatConfig& cfg, std::vector<double>* epoch_seconds) {
+  validate(cfg);
+  TrainConfig tc;
+  tc.epochs = cfg.epochs;
+  tc.batch = cfg.batch;
+  tc.seed = cfg.seed;
+  tc.optim.optimizer = "sgd";
+  tc.optim.lr = cfg.lr;
+  tc.optim.momentum = cfg.momentum;
+  tc.optim.weight_decay = cfg.weight_decay;
+  tc.progress = cfg.progress;
+  Optimizer opt(fp32, tc.optim);
+  std::vector<EpochStats> h = train(fp32, opt, train_set, test_set, tc);
+  std::vector<double> acc;
+  for (const EpochStats& s : h) {
+    acc.push_back(s.test_accuracy);
+    if (epoch_seconds) epoch_seconds->push_back(s.seconds);
+  }
+  return acc;
+}
+
+}  // namespace lowbit

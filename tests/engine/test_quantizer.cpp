@@ -1,0 +1,427 @@
+// Post-training quantization (quantize_model) on a small LeNet-5 trained in the test: w8a8 stays
+// close to FP32 with every calibrator; thresholds do not depend on the calibration batch size;
+// weight codes and scales follow the symmetric per-tensor / per-channel rules; bias scale and the
+// widening of a bias too large for int32; bad configurations and unsupported layers are refused.
+// Also model_stats (src/engine/stats.cpp) against direct computations.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "lowbit/data.h"
+#include "lowbit/engine.h"
+#include "lowbit/quantizer.h"
+#include "lowbit/train.h"
+#include "test_util.h"
+
+namespace lowbit {
+namespace {
+
+// A LeNet-5 (with biases) trained ~190 steps on the first 2000 Fashion-MNIST images (or on the
+// tiny synthetic set when the data set is not installed), and 1000 test images.
+struct Fixture {
+  Dataset train_set, test_set;
+  Sequential model;
+};
+
+Fixture& trained() {
+  static Fixture* f = [] {
+    auto* fx = new Fixture;
+    if (test::have_fashion_mnist()) {
+      fx->train_set = load_split("fashion-mnist", true, 2000);
+      fx->test_set = load_split("fashion-mnist", false, 1000);
+    } else {
+      static test::TempDir d;
+      test::write_tiny_dataset(d.path, 300, false);
+      fx->train_set = load_split(d.path, true);
+      fx->test_set = load_split(d.path, false);
+    }
+    fx->model = build_model("lenet5", true);
+    fx->model.init(3);
+    TrainConfig cfg;
+    cfg.epochs = 3;
+    cfg.batch = 32;
+    Dataset small_test = fx->test_set;  // train() evaluates after every epoch: keep that cheap
+    small_test.labels.resize(10);
+    small_test.images.resize({10, 1, 32, 32});
+    std::memcpy(small_test.images.data(), fx->test_set.images.data(), 10 * 1024 * sizeof(float));
+    Optimizer opt(fx->model, cfg.optim);
+    train(fx->model, opt, fx->train_set, small_test, cfg);
+    return fx;
+  }();
+  return *f;
+}
+
+Tensor first_images(const Dataset& d, int n) {
+  Tensor t({n, 1, 32, 32});
+  std::memcpy(t.data(), d.images.data(), static_cast<size_t>(n) * 1024 * sizeof(float));
+  return t;
+}
+
+std::vector<int> argmaxes(const Tensor& logits) {
+  std::vector<int> p;
+  const int c = logits.dim(1);
+  for (int i = 0; i < logits.dim(0); ++i) {
+    const float* v = logits.data() + int64_t{i} * c;
+    p.push_back(static_cast<int>(std::max_element(v, v + c) - v));
+  }
+  return p;
+}
+
+double accuracy(const std::vector<int>& pred, const std::vector<uint8_t>& labels) {
+  int ok = 0;
+  for (size_t i = 0; i < pred.size(); ++i) ok += pred[i] == labels[i];
+  return static_cast<double>(ok) / static_cast<double>(pred.size());
+}
+
+const Conv2d& conv(Sequential& m, size_t i) { return dynamic_cast<const Conv2d&>(m.layer(i)); }
+
+TEST(Quantizer, W8A8CloseToFp32WithEveryCalibrator) {
+  Fixture& f = trained();
+  const Tensor calib = first_images(f.train_set, 500);
+  const std::vector<int> fp32 = argmaxes(f.model.forward(f.test_set.images));
+  const double acc_fp32 = accuracy(fp32, f.test_set.labels);
+  ASSERT_GE(acc_fp32, 0.6) << "the fixture model did not learn";
+  for (Calibrator c : {Calibrator::Max, Calibrator::ThreeSigma, Calibrator::Percentile, Calibrator::Kl, Calibrator::Mse}) {
+    PtqConfig cfg;
+    cfg.calibrator = c;
+    QModel q = quantize_model(f.model, calib, cfg);
+    Engine e(q);
+    Tensor logits;
+    e.run(f.test_set.images, logits);
+    const std::vector<int> eng = argmaxes(logits);
+    int agree = 0;
+    for (size_t i = 0; i < eng.size(); ++i) agree += eng[i] == fp32[i];
+    const double acc = accuracy(eng, f.test_set.labels);
+    // 3-sigma clips the post-ReLU tails hardest; it may lose a little more.
+    const double max_drop = c == Calibrator::ThreeSigma ? 0.03 : 0.01;
+    EXPECT_GE(acc, acc_fp32 - max_drop) << calibrator_name(c) << ": fp32 " << acc_fp32 << " engine " << acc;
+    EXPECT_GE(agree, static_cast<int>(eng.size()) * (c == Calibrator::ThreeSigma ? 95 : 98) / 100)
+        << calibrator_name(c) << ": engine agrees with fp32 on " << agree << " of " << eng.size();
+    // The calibrator and the clip range of each tensor are recorded; the input used max.
+    ASSERT_EQ(q.info["tensors"].size(), 6u);
+    EXPECT_EQ(q.info["tensors"][0]["calibrator"], "max");
+    EXPECT_EQ(q.info["tensors"][1]["calibrator"], calibrator_name(c));
+  }
+}
+
+TEST(Quantizer, ThresholdsIndependentOfCalibrationBatch) {
+  Fixture& f = trained();
+  const Tensor calib = first_images(f.train_set, 300);
+  for (Calibrator c : {Calibrator::Kl, Calibrator::ThreeSigma, Calibrator::Percentile, Calibrator::Mse}) {
+    std::vector<QModel> qs;
+    for (int batch : {1, 32, 1000}) {
+      PtqConfig cfg;
+      cfg.calibrator = c;
+      cfg.input_calibrator = c;
+      cfg.calib_batch = batch;
+      qs.push_back(quantize_model(f.model, calib, cfg));
+    }
+    for (size_t k = 1; k < qs.size(); ++k) {
+      EXPECT_EQ(qs[k].info["tensors"], qs[0].info["tensors"]) << calibrator_name(c) << " run " << k;
+      EXPECT_EQ(qs[k].input.scale, qs[0].input.scale);
+      for (size_t i = 0; i < qs[0].ops.size(); ++i) {
+        EXPECT_EQ(qs[k].ops[i].out.scale, qs[0].ops[i].out.scale) << calibrator_name(c) << " op " << i;
+        EXPECT_EQ(qs[k].ops[i].out.zero_point, qs[0].ops[i].out.zero_point) << calibrator_name(c) << " op " << i;
+        EXPECT_EQ(qs[k].ops[i].q31, qs[0].ops[i].q31);
+      }
+    }
+  }
+}
+
+TEST(Quantizer, ChainsScalesAndFusesRelu) {
+  Fixture& f = trained();
+  PtqConfig cfg;
+  cfg.calibrator = Calibrator::Max;
+  QModel q = quantize_model(f.model, first_images(f.train_set, 64), cfg);
+  // conv1+relu, pool, conv2+relu, pool, conv3+relu, flatten, fc1+relu, fc2
+  ASSERT_EQ(q.ops.size(), 8u);
+  const QOpKind kinds[] = {QOpKind::conv, QOpKind::maxpool, QOpKind::conv, QOpKind::maxpool,
+                           QOpKind::conv, QOpKind::flatten, QOpKind::linear, QOpKind::linear};
+  for (size_t i = 0; i < 8; ++i) EXPECT_EQ(q.ops[i].kind, kinds[i]) << "op " << i;
+  EXPECT_TRUE(q.ops[0].relu && q.ops[2].relu && q.ops[4].relu && q.ops[6].relu);
+  EXPECT_FALSE(q.ops[7].relu);
+  EXPECT_EQ(q.ops[0].in.scale, q.input.scale);
+  for (size_t i = 1; i < q.ops.size(); ++i) {
+    EXPECT_EQ(q.ops[i].in.scale, q.ops[i - 1].out.scale) << "op " << i;
+    EXPECT_EQ(q.ops[i].in.zero_point, q.ops[i - 1].out.zero_point) << "op " << i;
+  }
+  // Max calibration of a post-ReLU tensor with the affine scheme: [0, max] -> z = -128 for 8 bits.
+  EXPECT_EQ(q.ops[0].out.zero_point, -128);
+  // The final op keeps raw accumulators: no multipliers.
+  EXPECT_TRUE(q.ops[7].q31.empty());
+  EXPECT_EQ(q.ops[6].q31.size(), 84u);
+  EXPECT_EQ(q.architecture, "lenet5");
+  EXPECT_EQ(q.input_shape, (Shape{1, 32, 32}));
+}
+
+TEST(Quantizer, PerChannelWeightsUseTheirChannelMax) {
+  Fixture& f = trained();
+  for (int wbits : {8, 4}) {
+    PtqConfig cfg;
+    cfg.calibrator = Calibrator::Max;
+    cfg.per_channel = true;
+    cfg.wbits = wbits;
+    QModel q = quantize_model(f.model, first_images(f.train_set, 32), cfg);
+    const int qmax = (1 << (wbits - 1)) - 1;
+    size_t li = 0;
+    for (const QOp& op : q.ops) {
+      if (!op.weighted()) continue;
+      while (f.model.layer(li).params().empty()) ++li;
+      const Tensor& w = *f.model.layer(li).params()[0].value;
+      ++li;
+      const int k = op.k();
+      bool some_differ = false;
+      for (int c = 0; c < op.out_ch; ++c) {
+        float amax = 0;
+        int cmax = 0;
+        for (int j = 0; j < k; ++j) {
+          amax = std::max(amax, std::fabs(w[int64_t{c} * k + j]));
+          const int code = op.weight[static_cast<size_t>(c * k + j)];
+          ASSERT_LE(std::abs(code), qmax) << op.name << " channel " << c << " index " << j;
+          cmax = std::max(cmax, std::abs(code));
+          // Round to nearest: dequantized within half a step.
+          EXPECT_LE(std::fabs(code * op.w_scale[size_t(c)] - w[int64_t{c} * k + j]), 0.5f * op.w_scale[size_t(c)] * 1.0001f)
+              << op.name << " channel " << c << " index " << j;
+        }
+        EXPECT_EQ(op.w_scale[size_t(c)], amax / static_cast<float>(qmax)) << op.name << " channel " << c;
+        EXPECT_EQ(cmax, qmax) << op.name << " channel " << c << ": its max |w| must map to qmax";
+        some_differ = some_differ || op.w_scale[size_t(c)] != op.w_scale[0];
+      }
+      EXPECT_TRUE(some_differ) << op.name << ": per-channel scales all equal";
+    }
+  }
+}
+
+TEST(Quantizer, PerTensorWeightsShareOneScale) {
+  Fixture& f = trained();
+  PtqConfig cfg;
+  cfg.calibrator = Calibrator::Max;
+  QModel q = quantize_model(f.model, first_images(f.train_set, 32), cfg);
+  const QOp& op = q.ops[2];  // conv2
+  const Tensor& w = conv(f.model, 3).weight;
+  float amax = 0;
+  for (int64_t i = 0; i < w.numel(); ++i) amax = std::max(amax, std::fabs(w[i]));
+  for (float s : op.w_scale) EXPECT_EQ(s, amax / 127.0f);
+  int cmax = 0;
+  for (int8_t v : op.weight) cmax = std::max(cmax, std::abs(int{v}));
+  EXPECT_EQ(cmax, 127);
+}
+
+TEST(Quantizer, BiasUsesAccumulatorScale) {
+  Fixture& f = trained();
+  PtqConfig cfg;
+  cfg.per_channel = true;
+  cfg.calibrator = Calibrator::Max;
+  QModel q = quantize_model(f.model, first_images(f.train_set, 32), cfg);
+  const QOp& op = q.ops[2];  // conv2, layer 3
+  const Tensor& b = conv(f.model, 3).bias;
+  ASSERT_EQ(op.bias.size(), 16u);
+  for (int c = 0; c < 16; ++c) {
+    const double want = std::nearbyint(b[c] / (double{op.w_scale[size_t(c)]} * op.in.scale));
+    EXPECT_EQ(op.bias[size_t(c)], static_cast<int32_t>(want)) << "channel " << c << " bias " << b[c];
+  }
+}
+
+TEST(Quantizer, BiasTooLargeWidensTheWeightScale) {
+  Fixture& f = trained();
+  for (bool per_channel : {true, false}) {
+    Sequential m = build_model("lenet5", true);
+    m.init(3);
+    for (size_t i = 0; i < m.size(); ++i)
+      for (size_t p = 0; p < m.layer(i).params().size(); ++p) {
+        const Tensor& src = *f.model.layer(i).params()[p].value;
+        Tensor& dst = *m.layer(i).params()[p].value;
+        std::memcpy(dst.data(), src.data(), static_cast<size_t>(src.numel()) * sizeof(float));
+      }
+    auto& c2 = dynamic_cast<Conv2d&>(m.layer(3));
+    c2.bias[5] = 3.0e6f;  // b / (s_w * s_in) far beyond 2^31
+    PtqConfig cfg;
+    cfg.per_channel = per_channel;
+    cfg.calibrator = Calibrator::Max;
+    std::vector<std::string> notes;
+    QModel q = quantize_model(m, first_images(f.train_set, 32), cfg, &notes);
+    const QOp& op = q.ops[2];
+    bool noted = false;
+    for (const std::string& n : notes) noted = noted || (n.find("conv2.bias[5]") != std::string::npos && n.find("widened") != std::string::npos);
+    EXPECT_TRUE(noted) << "per_channel " << per_channel << ": no note about widening";
+    // The dequantized bias is still the float bias (relative error ~ 2^-31 * 2^31 rounding).
+    const double deq = op.bias[5] * double{op.w_scale[5]} * op.in.scale;
+    EXPECT_NEAR(deq, 3.0e6, 3.0e6 * 1e-6) << "per_channel " << per_channel;
+    // Within the engine's accumulator limit: building the engine runs the same check (qbias_eff).
+    EXPECT_NO_THROW(Engine e(q));
+    // Only that channel (per-channel) or the whole layer (per-tensor) got a wider scale.
+    float amax5 = 0;
+    for (int j = 0; j < 150; ++j) amax5 = std::max(amax5, std::fabs(c2.weight[5 * 150 + j]));
+    EXPECT_GT(op.w_scale[5], amax5 / 127.0f * 1.5f) << "per_channel " << per_channel;
+    if (per_channel) {
+      float amax4 = 0;
+      for (int j = 0; j < 150; ++j) amax4 = std::max(amax4, std::fabs(c2.weight[4 * 150 + j]));
+      EXPECT_EQ(op.w_scale[4], amax4 / 127.0f);
+    } else {
+      for (float s : op.w_scale) EXPECT_EQ(s, op.w_scale[5]);
+    }
+  }
+}
+
+TEST(Quantizer, AllZeroWeightsAllowedAndNoted) {
+  Sequential m = build_model("lenet5", false);
+  m.init(1);
+  auto& fc1 = dynamic_cast<Linear&>(m.layer(9));
+  fc1.weight.zero();
+  std::vector<std::string> notes;
+  PtqConfig cfg;
+  cfg.calibrator = Calibrator::Max;
+  QModel q = quantize_model(m, first_images(trained().train_set, 8), cfg, &notes);
+  EXPECT_EQ(q.ops[6].w_scale[0], 1.0f);
+  for (int8_t v : q.ops[6].weight) ASSERT_EQ(v, 0);
+  bool noted = false;
+  for (const std::string& n : notes) noted = noted || n.find("fc1.weight: all weights are 0") != std::string::npos;
+  EXPECT_TRUE(noted);
+}
+
+TEST(Quantizer, TrailingSoftmaxDroppedWithANote) {
+  Sequential m;
+  m.architecture = "tiny";
+  m.input_shape = {1, 32, 32};
+  m.add(std::make_unique<Conv2d>(1, 4, 5, 1, 0, true), "c1");
+  m.add(std::make_unique<Activation>(ActKind::relu), "r1");
+  m.add(std::make_unique<Pool2d>(PoolKind::avg, 2, 2), "p1");
+  m.add(std::make_unique<Flatten>(), "f");
+  m.add(std::make_unique<Linear>(4 * 14 * 14, 10, true), "fc");
+  m.add(std::make_unique<Softmax>(), "sm");
+  m.init(2);
+  std::vector<std::string> notes;
+  QModel q = quantize_model(m, first_images(trained().train_set, 8), PtqConfig{}, &notes);
+  ASSERT_EQ(q.ops.size(), 4u);
+  EXPECT_EQ(q.ops[1].kind, QOpKind::avgpool);
+  bool noted = false;
+  for (const std::string& n : notes) noted = noted || n.find("sm (Softmax) dropped") != std::string::npos;
+  EXPECT_TRUE(noted);
+}
+
+// Runs fn and expects an Error whose message contains `want`.
+template <class F>
+void expect_error(F fn, const std::string& want, const std::string& what) {
+  try {
+    fn();
+    ADD_FAILURE() << what << ": no Error (expected one mentioning '" << want << "')";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << what << ": message '" << e.what() << "'";
+  }
+}
+
+TEST(Quantizer, RejectsBadConfigsAndModels) {
+  Fixture& f = trained();
+  const Tensor calib = first_images(f.train_set, 8);
+  for (int bits : {1, 9}) {
+    PtqConfig c;
+    c.wbits = bits;
+    expect_error([&] { quantize_model(f.model, calib, c); }, "wbits", "wbits " + std::to_string(bits));
+    PtqConfig a;
+    a.abits = bits;
+    expect_error([&] { quantize_model(f.model, calib, a); }, "abits", "abits " + std::to_string(bits));
+  }
+  PtqConfig r;
+  r.requant = "magic";
+  expect_error([&] { quantize_model(f.model, calib, r); }, "magic", "requant");
+  expect_error([&] { parse_calibrator("entropy"); }, "entropy", "unknown calibrator");
+  expect_error([&] { quantize_model(f.model, Tensor({0, 1, 32, 32}), PtqConfig{}); }, "empty", "empty calibration set");
+  expect_error([&] { quantize_model(f.model, Tensor({4, 1, 28, 28}), PtqConfig{}); }, "shape", "wrong image shape");
+
+  Sequential classic = build_model("lenet5-classic", false);
+  classic.init(1);
+  expect_error([&] { quantize_model(classic, calib, PtqConfig{}); }, "layer act1 (Sigmoid) is not supported",
+               "lenet5-classic");
+
+  Sequential nan = build_model("lenet5", false);
+  nan.init(1);
+  dynamic_cast<Conv2d&>(nan.layer(3)).weight[17] = std::numeric_limits<float>::quiet_NaN();
+  expect_error([&] { quantize_model(nan, calib, PtqConfig{}); }, "conv2.weight: NaN at index 17", "NaN weight");
+
+  Sequential pool3;
+  pool3.input_shape = {1, 32, 32};
+  pool3.add(std::make_unique<Conv2d>(1, 2, 3), "c");
+  pool3.add(std::make_unique<Pool2d>(PoolKind::max, 3, 3), "p");
+  pool3.add(std::make_unique<Flatten>(), "f");
+  pool3.add(std::make_unique<Linear>(2 * 10 * 10, 3), "fc");
+  pool3.init(1);
+  expect_error([&] { quantize_model(pool3, calib, PtqConfig{}); }, "layer p (MaxPool2d)", "3x3 pool");
+
+  Sequential relu_end = build_model("lenet5", false);
+  relu_end.add(std::make_unique<Activation>(ActKind::relu), "act5");
+  relu_end.init(1);
+  expect_error([&] { quantize_model(relu_end, calib, PtqConfig{}); }, "without ReLU", "ReLU on the logits");
+}
+
+TEST(Quantizer, AbcBasesReplaceWeights) {
+  Fixture& f = trained();
+  std::vector<std::string> notes;
+  PtqConfig cfg;
+  cfg.abc_bases = 2;
+  cfg.calibrator = Calibrator::Max;
+  QModel q = quantize_model(f.model, first_images(f.train_set, 16), cfg, &notes);
+  for (const QOp& op : q.ops) {
+    if (!op.weighted()) continue;
+    EXPECT_EQ(op.abc_bases, 2);
+    // Two binary bases per tensor: at most 4 distinct weight values.
+    std::vector<int8_t> distinct(op.weight);
+    std::sort(distinct.begin(), distinct.end());
+    distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+    EXPECT_LE(distinct.size(), 4u) << op.name;
+  }
+  bool noted = false;
+  for (const std::string& n : notes) noted = noted || n.find("ABC-Net") != std::string::npos;
+  EXPECT_TRUE(noted);
+}
+
+// ---- model_stats ----
+
+TEST(Stats, MatchDirectComputationAndIgnoreBatch) {
+  Fixture& f = trained();
+  const Tensor imgs = first_images(f.train_set, 40);
+  ModelStats a = model_stats(f.model, imgs, 16, 7), b = model_stats(f.model, imgs, 16, 40);
+  EXPECT_EQ(stats_json(a), stats_json(b));
+  ASSERT_EQ(a.weights.size(), 10u);  // 5 layers x (weight, bias)
+  ASSERT_EQ(a.activations.size(), f.model.size() + 1);
+  // conv1.weight, directly.
+  const Tensor& w = conv(f.model, 0).weight;
+  const TensorStats& t = a.weights[0];
+  EXPECT_EQ(t.name, "conv1.weight");
+  double sum = 0, sq = 0;
+  float mn = w[0], mx = w[0];
+  for (int64_t i = 0; i < w.numel(); ++i) {
+    sum += w[i];
+    mn = std::min(mn, w[i]);
+    mx = std::max(mx, w[i]);
+  }
+  const double mean = sum / 150;
+  for (int64_t i = 0; i < w.numel(); ++i) sq += (w[i] - mean) * (w[i] - mean);
+  EXPECT_EQ(t.min, mn);
+  EXPECT_EQ(t.max, mx);
+  EXPECT_NEAR(t.mean, mean, 1e-12);
+  EXPECT_NEAR(t.std, std::sqrt(sq / 150), 1e-12);
+  EXPECT_EQ(t.sigma3_larger(), 6 * std::sqrt(sq / 150) > double{mx} - mn);
+  int64_t total = 0;
+  for (int64_t c : t.hist.counts) total += c;
+  EXPECT_EQ(total, 150);
+  EXPECT_GT(t.hist.counts.front(), 0);  // the min lies in the first bin, the max in the last
+  EXPECT_GT(t.hist.counts.back(), 0);
+  // The input is the images themselves: min -1 (background), counts sum to 40*1024.
+  const TensorStats& in = a.activations[0];
+  EXPECT_EQ(in.name, "input");
+  EXPECT_EQ(in.min, -1.0f);
+  EXPECT_EQ(in.count, 40 * 1024);
+  int64_t tin = 0;
+  for (int64_t c : in.hist.counts) tin += c;
+  EXPECT_EQ(tin, 40 * 1024);
+  // act1 is post-ReLU: min 0.
+  EXPECT_EQ(a.activations[2].name, "act1");
+  EXPECT_EQ(a.activations[2].min, 0.0f);
+  expect_error([&] { model_stats(f.model, Tensor({0, 1, 32, 32})); }, "no images", "empty stats");
+}
+
+}  // namespace
+}  // namespace lowbit
