@@ -184,6 +184,9 @@ class Sequential {
   std::vector<std::vector<Tensor>> thread_grads_;  // [thread][parameter], summed in thread order
 };
 
+// A copy of a model: architecture and parameters (gradients and activations are not copied).
+Sequential clone_model(Sequential& m);
+
 // Builders. "lenet5": seed 004 (ReLU, max pooling, no bias unless `bias`), 61,470 parameters.
 // "lenet5-classic": sigmoid, average pooling, softmax output.
 Sequential build_model(const std::string& name, bool bias);

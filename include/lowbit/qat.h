@@ -8,8 +8,9 @@
 // The training graph, for an engine-compatible Sequential (Conv2d/Linear [+ ReLU], 2x2 pooling,
 // Flatten, no ReLU on the last weighted layer):
 //   input -> FQ(input) -> conv1(FQ_w(W1), FQ_b(b1)) -> ReLU -> FQ(act1) -> pool -> ... -> fcN -> logits
-// FQ(x) = s * (clamp(round(x / s) + z, qmin, qmax) - z) with the activation's per-tensor affine
-// parameters; FQ_w uses symmetric narrow-range weights (z = 0, [-qmax, qmax]) per tensor or per
+// FQ(x) = s * (clamp(R(x / s) + z, qmin, qmax) - z) with the activation's per-tensor affine
+// parameters and R the engine's rounding at that point (FakeQuantArgs: nearest-even at the input,
+// the fixed-point requantization's double rounding after a layer); FQ_w uses symmetric narrow-range weights (z = 0, [-qmax, qmax]) per tensor or per
 // output channel, recomputed from the float master weights every step; FQ_b rounds the bias to
 // int32 units of s_w * s_in. The last layer's output is not quantized: its float result equals the
 // engine's int32 accumulators times s_w * s_in (the dequantize step at the output).
@@ -35,16 +36,27 @@ enum class Ste { Identity, Clipped, Lsq };
 Ste parse_ste(const std::string& name);  // identity | clipped | lsq; Error names --ste and lists them
 const char* ste_name(Ste s);
 
-// One fake quantizer: x_hat = scale * (clamp(round(x / scale) + zero_point, qmin, qmax) - zero_point)
-// with round = nearest, ties to even (quant_round's rule; DESIGN.md section 3). The clamp is applied
-// to x / scale before rounding (the same thing, since the bounds are integers), so any float input,
-// however large, is safe.
+// One fake quantizer: x_hat = scale * (clamp(R(x / scale) + zero_point, qmin, qmax) - zero_point).
+// R is the rounding the integer engine applies at that point of the network:
+//   right < 0:  nearest, ties to even (quant_round's rule): the network input, which the engine
+//               quantizes from floats, and the float requantization variant;
+//   right >= 0: the engine's fixed-point requantization (TFLite; requant_ref.h) of a layer output
+//               whose multiplier M = q31 * 2^(shift - 31) has right = max(-shift, 0): it rounds
+//               twice, first acc * M to a multiple of 2^-right (srdhm, ties up), then to an integer
+//               (rounding_divide_by_pot, ties away from zero). For v = acc * M that is exactly
+//               R(v) = floor(v + 1/2 + e) for v >= 0 and floor(v + 1/2 - e) for v < 0, with
+//               e = 2^-(right+1) when right >= 1 and e = 0 when right = 0: values within e below
+//               a half round away from zero. Fake quantization sees v = x / scale in float, so it
+//               reproduces the engine up to float noise near those thresholds.
+// The clamp is applied to x / scale before rounding (the same thing, since R is monotone and the
+// bounds are integers), so any float input, however large, is safe.
 struct FakeQuantArgs {
   float scale = 1.0f;
   int32_t zero_point = 0;
   int32_t qmin = -128, qmax = 127;
+  int32_t right = -1;
 };
-FakeQuantArgs fake_quant_args(const QParams& qp);
+FakeQuantArgs fake_quant_args(const QParams& qp, int32_t right = -1);
 
 // Forward over n values: out[i] = x_hat(x[i]). out may alias x.
 void fake_quant_forward(const float* x, int64_t n, const FakeQuantArgs& a, float* out);
@@ -54,10 +66,10 @@ void fake_quant_forward_minmax(const float* x, int64_t n, const FakeQuantArgs& a
 
 // Backward over n values, given x (the forward's input) and dy = dL/dx_hat; dx may alias dy.
 //   identity: dx = dy everywhere.
-//   clipped:  dx = dy where qmin <= round(x / s) + z <= qmax, 0 where the value was clamped.
+//   clipped:  dx = dy where qmin <= R(x / s) + z <= qmax, 0 where the value was clamped.
 //   lsq:      Esser et al. 2020, eq. 3, with a zero point: with v = x / s, L = qmin - z, U = qmax - z,
 //             dx = dy where L < v < U, else 0; returns sum_i dy_i * d(x_hat_i)/ds with
-//             d(x_hat)/ds = round(v) - v where L < v < U, L where v <= L, U where v >= U.
+//             d(x_hat)/ds = R(v) - v where L < v < U, L where v <= L, U where v >= U.
 //             The caller multiplies the sum by the gradient scale.
 void fake_quant_backward_identity(const float* dy, int64_t n, float* dx);
 void fake_quant_backward_clipped(const float* x, const float* dy, int64_t n, const FakeQuantArgs& a, float* dx);
@@ -83,12 +95,12 @@ struct QatConfig {
   Calibrator calibrator = Calibrator::Max;  // initial activation ranges (the network input always uses max)
   float ema_momentum = 0.99f;  // clipped/identity: range <- m * range + (1 - m) * batch min/max
   int loss_every = 20;       // loss_curve: the mean training loss of every `loss_every` steps
-  std::string requant = "fixedpoint";  // of the exported model: fixedpoint | float | divide
+  std::string requant = "fixedpoint";  // of the exported model, emulated in training: fixedpoint | float
   bool progress = false;     // a progress line on stderr
 };
 
 // Error naming the CLI flag (--wbits, --abits, --abc-bases, --epochs, --lr, --batch, --samples,
-// --momentum, --ema-momentum, --requant) when a value is out of range.
+// --momentum, --ema-momentum, --requant, --loss-every) when a value is out of range.
 void validate(const QatConfig& cfg);
 
 struct QatEpoch {
@@ -96,6 +108,7 @@ struct QatEpoch {
   double loss = 0;                 // mean training loss of the epoch
   double accuracy_fake_quant = 0;  // test accuracy of the fake-quantized network after the epoch
   double seconds = 0;              // training time of the epoch (evaluation and conversion excluded)
+  double cpu_seconds = 0;          // CPU time of the same, all threads
 };
 
 struct QatResult {
@@ -114,7 +127,9 @@ struct QatResult {
   nlohmann::json to_json() const;  // accuracy, accuracy_fake_quant, fp32_accuracy, ptq_accuracy, loss_curve, epochs, ...
 };
 
-using QatEpochCallback = std::function<void(const QatEpoch&)>;
+class QatNetwork;
+// Called after every finished epoch with its figures and the network (to inspect or alter it).
+using QatEpochCallback = std::function<void(const QatEpoch&, QatNetwork&)>;
 
 // Fine-tunes `fp32` (taken over) with fake quantization for cfg.epochs on `train_set` and converts
 // it to a QModel, evaluated on `test_set` by the Engine and by the fake-quantized network.
@@ -125,10 +140,15 @@ QatResult run_qat(Sequential fp32, const Dataset& train_set, const Dataset& test
                   const QatEpochCallback& on_epoch = {});
 
 // The FP32 baseline of the same recipe: fine-tunes `fp32` in place with SGD (cfg.lr, momentum,
-// weight decay, batch, seed and epochs), the batches in the same order as run_qat. Returns the test
-// accuracy after each epoch and fills *epoch_seconds when non-null (training time per epoch).
-std::vector<double> finetune_fp32(Sequential& fp32, const Dataset& train_set, const Dataset& test_set,
-                                  const QatConfig& cfg, std::vector<double>* epoch_seconds = nullptr);
+// weight decay, batch, seed, epochs), the batches in the same order and through the same loop as
+// run_qat, so accuracies and epoch costs compare. Error when the loss becomes NaN/Inf.
+struct FinetuneEpoch {
+  int epoch = 0;
+  double loss = 0, accuracy = 0;
+  double seconds = 0, cpu_seconds = 0;  // training only, as QatEpoch
+};
+std::vector<FinetuneEpoch> finetune_fp32(Sequential& fp32, const Dataset& train_set, const Dataset& test_set,
+                                         const QatConfig& cfg);
 
 // ---- the pieces, for tests and analysis ----
 

@@ -35,6 +35,13 @@ struct PtqConfig {
   double percentile = 99.99;                      // percentile calibrator, in (0, 100]
   int samples = 1000;                             // calibration images (the caller picks them)
   int calib_batch = 256;                          // images per FP32 forward during calibration
+  // kl only: cap every histogram bin at the larger of its neighbours before the KL search, so that
+  // point masses (the constant background's response) do not decide the threshold. false = the
+  // plain TensorRT search on the zero-free histogram.
+  bool kl_despike = true;
+  // 3sigma only: mean and std of the non-zero values (the histogram calibrators also leave exact
+  // zeros out). false = over all values, as seed 004 computes them (and `lowbit stats` prints).
+  bool sigma_nonzero = true;
 };
 
 // Error naming the field when a value is out of range (bits outside 2..8, unknown requant name,
@@ -50,7 +57,10 @@ void validate(const PtqConfig& cfg);
 //    its int32 accumulators become the logits.
 //  - Calibration: pass 1 observes min/max/moments of the network input and of every weighted op's
 //    output over all batches, pass 2 (only for histogram calibrators) the histograms of |x| over
-//    the range of pass 1. Thresholds do not depend on calib_batch.
+//    the range of pass 1. Thresholds do not depend on calib_batch or the thread count. kl and mse
+//    count the levels the scheme really has: an affine tensor without negative values (after
+//    ReLU) gets abits + 1 (capped at 8, the calibrators' limit). kl despikes (kl_despike);
+//    3sigma uses the moments of the non-zero values (sigma_nonzero).
 //  - Weights: symmetric wbits, per tensor or per output channel, rounded with cfg.rounding; bias
 //    int32 in units of s_w[c] * s_in. A bias that does not fit the engine's int32 accumulator
 //    widens the weight scale (of that channel when per-channel, else of the tensor), noted.

@@ -146,6 +146,36 @@ uint32_t header_digest(const std::string& meta_text, const std::vector<const Ten
   return crc;
 }
 
+// SAX pass over lowbit's metadata JSON that only bounds its nesting (the DOM is built after).
+class DepthSax {
+ public:
+  std::string error;
+  bool null() { return true; }
+  bool boolean(bool) { return true; }
+  bool number_integer(int64_t) { return true; }
+  bool number_unsigned(uint64_t) { return true; }
+  bool number_float(double, const std::string&) { return true; }
+  bool string(std::string&) { return true; }
+  bool binary(nlohmann::json::binary_t&) { return true; }
+  bool key(std::string&) { return true; }
+  bool start_object(std::size_t) { return enter(); }
+  bool start_array(std::size_t) { return enter(); }
+  bool end_object() { return --depth_, true; }
+  bool end_array() { return --depth_, true; }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::json::exception& e) {
+    error = std::string("invalid JSON: ") + e.what();
+    return false;
+  }
+
+ private:
+  bool enter() {
+    if (++depth_ <= kMaxMetaDepth) return true;
+    error = "JSON nested deeper than " + std::to_string(kMaxMetaDepth) + " levels";
+    return false;
+  }
+  int depth_ = 0;
+};
+
 }  // namespace
 
 // ---- writer ----
@@ -187,6 +217,9 @@ std::string serialize_safetensors(const SafetensorsFile& f) {
     if (meta_text.size() > kMaxMetaBytes)
       throw Error("safetensors writer: metadata is " + std::to_string(meta_text.size()) + " bytes of JSON, above the " +
                   std::to_string(kMaxMetaBytes) + "-byte limit");
+    DepthSax depth;  // refuse what the reader would refuse
+    nlohmann::json::sax_parse(meta_text.begin(), meta_text.end(), &depth);
+    if (!depth.error.empty()) throw Error("safetensors writer: metadata: " + depth.error);
     nlohmann::json md = nlohmann::json::object();
     md["format_version"] = kFormatVersion;
     md["lowbit"] = meta_text;
@@ -417,19 +450,20 @@ class HeaderSax {
     } catch (const Error& e) {
       return fail(who() + ": " + e.what());
     }
+    // Message parts are built only on failure: this runs once per tensor of a large header.
     const std::string& dt = cur_.entry.dtype;
-    const std::string shp = shape_text(cur_.entry.shape);
+    auto shp = [&] { return shape_text(cur_.entry.shape); };
     uint64_t nbytes;
     if (__builtin_mul_overflow(static_cast<uint64_t>(numel), static_cast<uint64_t>(esize), &nbytes))
-      return fail(who() + ": shape " + shp + " of " + dt + " overflows the byte size");
+      return fail(who() + ": shape " + shp() + " of " + dt + " overflows the byte size");
     const uint64_t b = offsets_[0], e = offsets_[1];
-    const std::string offs = "data_offsets [" + std::to_string(b) + ", " + std::to_string(e) + "]";
-    if (b > e) return fail(who() + ": " + offs + " have begin > end");
+    auto offs = [&] { return "data_offsets [" + std::to_string(b) + ", " + std::to_string(e) + "]"; };
+    if (b > e) return fail(who() + ": " + offs() + " have begin > end");
     if (e > data_len_)
-      return fail(who() + ": " + offs + " end past the data section (" + std::to_string(data_len_) + " bytes)");
+      return fail(who() + ": " + offs() + " end past the data section (" + std::to_string(data_len_) + " bytes)");
     if (e - b != nbytes)
-      return fail(who() + ": " + offs + " span " + std::to_string(e - b) + " bytes, but shape " + shp + " of " + dt +
-                  " needs " + std::to_string(nbytes));
+      return fail(who() + ": " + offs() + " span " + std::to_string(e - b) + " bytes, but shape " + shp() + " of " +
+                  dt + " needs " + std::to_string(nbytes));
     cur_.begin = b;
     cur_.end = e;
     tensors.push_back(std::move(cur_));
@@ -446,35 +480,6 @@ class HeaderSax {
   uint64_t offsets_[2] = {0, 0};
 };
 
-// SAX pass over lowbit's metadata JSON that only bounds its nesting (the DOM is built after).
-class DepthSax {
- public:
-  std::string error;
-  bool null() { return true; }
-  bool boolean(bool) { return true; }
-  bool number_integer(int64_t) { return true; }
-  bool number_unsigned(uint64_t) { return true; }
-  bool number_float(double, const std::string&) { return true; }
-  bool string(std::string&) { return true; }
-  bool binary(nlohmann::json::binary_t&) { return true; }
-  bool key(std::string&) { return true; }
-  bool start_object(std::size_t) { return enter(); }
-  bool start_array(std::size_t) { return enter(); }
-  bool end_object() { return --depth_, true; }
-  bool end_array() { return --depth_, true; }
-  bool parse_error(std::size_t, const std::string&, const nlohmann::json::exception& e) {
-    error = std::string("invalid JSON: ") + e.what();
-    return false;
-  }
-
- private:
-  bool enter() {
-    if (++depth_ <= kMaxMetaDepth) return true;
-    error = "JSON nested deeper than " + std::to_string(kMaxMetaDepth) + " levels";
-    return false;
-  }
-  int depth_ = 0;
-};
 
 }  // namespace
 
@@ -542,12 +547,12 @@ SafetensorsFile parse_safetensors(const uint8_t* data, size_t n, const std::stri
   uint64_t cursor = 0;
   const std::string* prev = nullptr;
   for (const Parsed& p : parsed) {
-    const std::string who = "tensor " + json_quoted(p.entry.name);
+    auto who = [&] { return "tensor " + json_quoted(p.entry.name); };
     if (p.begin < cursor)
-      throw fail(who + " [" + std::to_string(p.begin) + ", " + std::to_string(p.end) + ") overlaps tensor " +
+      throw fail(who() + " [" + std::to_string(p.begin) + ", " + std::to_string(p.end) + ") overlaps tensor " +
                  json_quoted(*prev) + " ending at " + std::to_string(cursor));
     if (p.begin > cursor)
-      throw fail("hole of " + std::to_string(p.begin - cursor) + " bytes in the data section before " + who +
+      throw fail("hole of " + std::to_string(p.begin - cursor) + " bytes in the data section before " + who() +
                  " (safetensors forbids holes)");
     cursor = p.end;
     prev = &p.entry.name;

@@ -47,10 +47,10 @@ static KernelTable make_table(Isa isa) {
     case Isa::avx512: t.sgemm = sgemm_6x32__avx512; break;
   }
   // ---- int8 kernels (engine) ----
-  t.qpack_u8 = qpack_u8_ref;
   t.qavgpool2x2_u8 = qavgpool2x2_u8_ref;
   switch (isa) {
     case Isa::ref:
+      t.qpack_u8 = qpack_u8_ref;
       t.qquantize_f32_u8 = qquantize_f32_u8_ref;
       t.qgemm_u8s8 = qgemm_u8s8_ref;
       t.qim2col_u8 = qim2col_u8_ref;
@@ -61,12 +61,14 @@ static KernelTable make_table(Isa isa) {
       t.qim2col_u8 = qim2col_u8__avx2;
       t.qmaxpool2x2_u8 = qmaxpool2x2_u8__avx2;
       t.qquantize_f32_u8 = qquantize_f32_u8__avx2;
+      t.qpack_u8 = qpack_u8__avx2;
       break;
     case Isa::avx512:
       t.qgemm_u8s8 = qgemm_u8s8_6x64__avx512vnni;
       t.qim2col_u8 = qim2col_u8__avx2;
       t.qmaxpool2x2_u8 = qmaxpool2x2_u8__avx2;
       t.qquantize_f32_u8 = qquantize_f32_u8__avx2;
+      t.qpack_u8 = qpack_u8__avx2;
       break;
   }
   // ---- end of int8 kernels ----

@@ -27,7 +27,7 @@ namespace lowbit {
 // K rounded up to a multiple of 4: the depth of packed X and the minimal row stride of W.
 inline int qk4(int k) { return (k + 3) & ~3; }
 
-// C = W * X (+ bias_eff), then requantized to u8 or written as raw int32.
+// C = W * X (+ bias_eff), then requantized to u8 or written as raw int32. m, n, k >= 0.
 // w: W(i, p) = w[i * ldw + p] for i < m, p < qk4(k); ldw >= qk4(k); W(i, p) = 0 for p >= k.
 // x: packed [qk4(k)/4][n][4] u8. bias: [m] bias_eff, never null.
 // Output element C(i, j) lives at  out + i * ldc + (j / cols_per_image) * ldc_image
@@ -36,7 +36,7 @@ inline int qk4(int k) { return (k + 3) & ~3; }
 // ldc_image = M*OH*OW), or a plain matrix (cols_per_image = 0 means n: out + i*ldc + j), or
 // batch-major logits (cols_per_image = 1, ldc = 1, ldc_image = M gives out[j][i]).
 // c_i32 non-null: writes acc + bias (no requant); else writes requantize_ref(acc + bias, *rq,
-// variant, i) to c_u8. m, n >= 1, k >= 1.
+// variant, i) to c_u8.
 struct QGemmArgs {
   int m = 0, n = 0, k = 0;
   const int8_t* w = nullptr;
@@ -86,6 +86,8 @@ using QPackFn = void (*)(const uint8_t* x, int64_t rs, int64_t cs, int k, int n,
 //  avg: the integer sum of the four q = u - 128 values divided by 4, rounded to nearest with
 //       ties away from zero (as TFLite's int8 AveragePool), stored back as u8:
 //       out = 128 + rdiv4(u0 + u1 + u2 + u3 - 512). Zero points are unchanged by pooling.
+// As with im2col, SIMD versions may write scratch bytes into later positions of out (never
+// outside it) that they overwrite before returning.
 using QPool2x2Fn = void (*)(const uint8_t* in, int64_t planes, int h, int w, uint8_t* out);
 
 // Input quantization: out[i] = clamp(round_half_even(x[i] / scale) + z_u, lo_u, hi_u), the
@@ -113,6 +115,7 @@ void qim2col_u8_ref(const QIm2colArgs& a);
 void qim2col_u8__avx2(const QIm2colArgs& a);  // also used by the avx512 table
 
 void qpack_u8_ref(const uint8_t* x, int64_t rs, int64_t cs, int k, int n, uint8_t* out);
+void qpack_u8__avx2(const uint8_t* x, int64_t rs, int64_t cs, int k, int n, uint8_t* out);
 
 void qmaxpool2x2_u8_ref(const uint8_t* in, int64_t planes, int h, int w, uint8_t* out);
 void qavgpool2x2_u8_ref(const uint8_t* in, int64_t planes, int h, int w, uint8_t* out);

@@ -149,6 +149,19 @@ std::unique_ptr<Layer> make_layer(const nlohmann::json& j) {
   throw Error("unknown layer type \"" + t + "\"");
 }
 
+Sequential clone_model(Sequential& m) {
+  Sequential c;
+  c.architecture = m.architecture;
+  c.input_shape = m.input_shape;
+  c.tile = m.tile;
+  for (size_t i = 0; i < m.size(); ++i) {
+    c.add(make_layer(m.layer(i).spec()), m.name(i));
+    auto src = m.layer(i).params(), dst = c.layer(i).params();
+    for (size_t j = 0; j < src.size(); ++j) *dst[j].value = *src[j].value;
+  }
+  return c;
+}
+
 std::vector<std::string> model_names() { return {"lenet5", "lenet5-classic"}; }
 
 Sequential build_model(const std::string& name, bool bias) {

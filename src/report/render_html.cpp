@@ -19,7 +19,7 @@ static const char* const kCss = R"CSS(
 * { box-sizing: border-box; }
 body { margin:0; background:var(--bg); color:var(--ink);
   font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans", "DejaVu Sans", Helvetica, Arial, sans-serif; }
-main { max-width: 1200px; margin: 0 auto; padding: 28px 20px 64px; }
+main { max-width: 1280px; margin: 0 auto; padding: 28px 20px 64px; }
 header h1 { font-size: 30px; margin: 0 0 6px; letter-spacing: -0.01em; }
 header .sub { color: var(--muted); margin: 0 0 14px; }
 .facts { display:flex; flex-wrap:wrap; gap:8px; margin: 0 0 18px; padding:0; list-style:none; }
@@ -42,8 +42,8 @@ section h3 { font-size:16px; margin:18px 0 8px; }
 p.note { color:var(--muted); font-size:13.5px; margin:4px 0 10px; }
 .notrun { color:var(--muted); font-style:italic; }
 .tw { overflow-x:auto; margin: 6px 0 12px; }
-table { border-collapse:collapse; font-size:13.5px; font-variant-numeric: tabular-nums; }
-th, td { padding:5px 10px; border-bottom:1px solid var(--line); text-align:left; white-space:nowrap; }
+table { border-collapse:collapse; font-size:13px; font-variant-numeric: tabular-nums; }
+th, td { padding:5px 9px; border-bottom:1px solid var(--line); text-align:left; white-space:nowrap; }
 th { background:#f3f4f6; font-weight:600; font-size:12.5px; color:#374151; }
 td.r, th.r { text-align:right; }
 tbody tr:nth-child(even) td { background:#fafbfc; }
@@ -218,7 +218,7 @@ static std::string stats_html(const json& r) {
     const json& thj = at(tj, "thresholds");
     bool signed_values = !mn || *mn < 0.0;
     for (const auto& c : cals) {
-      auto v = num(th, c.key);
+      auto v = num(thj, c.key);
       if (!v) continue;
       h.markers.push_back({*v, c.color, false, std::string(c.name) + " clip"});
       if (signed_values) h.markers.push_back({-*v, c.color, false, std::string(c.name) + " clip"});
@@ -229,7 +229,7 @@ static std::string stats_html(const json& r) {
     lin_charts += "<div class=\"lin\">" + svg_histogram(h) + "</div>\n";
   }
   if (!log_charts.empty()) {
-    s += "<h3>Histograms</h3>\n" + svg_legend(leg, 1100);
+    s += "<h3>Histograms</h3>\n" + svg_legend(leg, 1180);
     s += "<input type=\"checkbox\" id=\"loglin\" checked> <label class=\"toggle\" for=\"loglin\">log-scale counts"
          "</label>\n<div class=\"hists\">\n" +
          log_charts + lin_charts + "</div>\n";
@@ -289,7 +289,7 @@ static std::string bitwidth_html(const json& r) {
       if (v.acc[k][i]) ls.x.push_back(static_cast<double>(i)), ls.y.push_back(*v.acc[k][i]);
     c.series.push_back(ls);
   }
-  c.width = 1100;
+  c.width = 1180;
   c.height = 400;
   s += svg_line_chart(c);
   s += "<p class=\"note\">Each point is the best accuracy of that method at that bit width (over calibrators or STE "
@@ -358,7 +358,7 @@ static std::string qat_loss_html(const json& r) {
   c.y_title = "loss";
   c.markers = false;
   c.x_integer = true;
-  c.width = 1100;
+  c.width = 1180;
   c.height = 380;
   size_t i = 0;
   for (const json& q : arr(r, "qat")) {
@@ -408,9 +408,10 @@ static std::string speed_html(const json& r) {
       size_t i = static_cast<size_t>(std::find(tp.categories.begin(), tp.categories.end(), cat) - tp.categories.begin());
       bs.values[i] = num(b, "images_per_second");
       auto l = num(b, "latency_us_p50");
-      if (integer(b, "batch") == 1 && l)
-        lat.bars.push_back({fmt::format("{} · {} thr · {}", precisions[k], fmt_int(integer(b, "threads")), str(b, "isa")),
-                            *l, color, fmt::format("{:.1f} µs", *l)});
+      // latency_us_p50 is always the latency of one image (batch 1), whatever the row's batch.
+      std::string label = fmt::format("{} · {} thr · {}", precisions[k], fmt_int(integer(b, "threads")), str(b, "isa"));
+      bool seen = std::any_of(lat.bars.begin(), lat.bars.end(), [&](const HBar& h) { return h.label == label; });
+      if (l && !seen) lat.bars.push_back({label, *l, color, fmt::format("{:.1f} µs", *l)});
     }
     tp.series.push_back(bs);
   }
@@ -428,7 +429,10 @@ static std::string notes_html(const json& r) {
   if (interrupted) s += "<li>The run was <b>interrupted</b>.</li>\n";
   for (const auto& x : skipped) s += "<li>Skipped: " + esc(x) + "</li>\n";
   for (const auto& x : missing) s += "<li>Not run (no data in results.json): " + esc(x) + "</li>\n";
-  if (!interrupted && skipped.empty() && missing.empty()) s += "<li>Every part of the run completed.</li>\n";
+  std::vector<std::string> probs = problems(r);
+  for (const auto& x : probs) s += "<li>" + esc(x) + "</li>\n";
+  if (!interrupted && skipped.empty() && missing.empty() && probs.empty())
+    s += "<li>Every part of the run completed.</li>\n";
   return s + "</ul>\n</section>\n";
 }
 

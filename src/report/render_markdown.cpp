@@ -64,13 +64,15 @@ static std::string sparkline(const std::vector<double>& v, size_t width, bool su
     for (double x : g)
       if (x > 0.0) lo = std::min(lo, x);
   }
+  // Position of x in [lo, hi] scaled to 0..steps; the middle when the range is empty or not finite
+  // (values near 1e308 from a hostile JSON).
+  auto scaled = [&](double x, int steps) {
+    double f = (x - lo) / (hi - lo);
+    return std::isfinite(f) && hi > lo ? static_cast<int>(std::lround(std::clamp(f, 0.0, 1.0) * steps)) : steps / 2;
+  };
   std::string out;
   for (double x : g) {
-    int level;
-    if (log_scale)
-      level = x <= 0.0 ? 0 : hi > lo ? 1 + static_cast<int>(std::lround((x - lo) / (hi - lo) * 6.0)) : 4;
-    else
-      level = hi > lo ? static_cast<int>(std::lround((x - lo) / (hi - lo) * 7.0)) : 3;
+    int level = log_scale ? (x <= 0.0 ? 0 : 1 + scaled(x, 6)) : scaled(x, 7);
     out += kBars[std::clamp(level, 0, 7)];
   }
   return out;
@@ -187,7 +189,9 @@ std::string render_markdown(const json& r) {
   if (boolean(r, "interrupted").value_or(false)) md += "- The run was **interrupted**.\n";
   for (const auto& x : skipped) md += "- Skipped: " + x + "\n";
   for (const auto& x : missing) md += "- Not run (no data in results.json): " + x + "\n";
-  if (skipped.empty() && missing.empty() && !boolean(r, "interrupted").value_or(false))
+  std::vector<std::string> probs = problems(r);
+  for (const auto& x : probs) md += "- " + x + "\n";
+  if (skipped.empty() && missing.empty() && probs.empty() && !boolean(r, "interrupted").value_or(false))
     md += "- Every part of the run completed.\n";
   md += "\nAll figures come from results.json next to this file.\n";
   return md;

@@ -78,6 +78,11 @@ std::optional<int64_t> integer(const json& j, const char* key) {
   return std::nullopt;
 }
 
+std::optional<int64_t> rounded(std::optional<double> v) {
+  if (!v || !(std::fabs(*v) < 9.0e15)) return std::nullopt;
+  return static_cast<int64_t>(std::llround(*v));
+}
+
 std::string str(const json& j, const char* key) {
   const json& v = at(j, key);
   return v.is_string() ? v.get<std::string>() : std::string();
@@ -130,7 +135,7 @@ std::string fmt_fixed(std::optional<double> v, int decimals) {
 std::string fmt_seconds(std::optional<double> s) {
   if (!s) return kMissing;
   double t = *s;
-  if (t < 60.0) return fmt::format("{:.1f} s", t);
+  if (t < 60.0 || t > 1e12) return fmt::format("{:.1f} s", t);
   int64_t whole = static_cast<int64_t>(std::llround(t));
   if (t < 3600.0) return fmt::format("{} min {:02} s", whole / 60, whole % 60);
   return fmt::format("{} h {:02} min", whole / 3600, (whole % 3600) / 60);
@@ -278,7 +283,7 @@ std::vector<Highlight> highlights(const json& r) {
     auto b = integer(e, "model_bytes");
     if (b && *b > 0 && (!q_bytes || *b < *q_bytes)) q_bytes = b;
   }
-  if (fp_bytes && q_bytes)
+  if (fp_bytes && *fp_bytes > 0 && q_bytes)
     h.push_back({"Model size (FP32 / int8)",
                  fmt::format("{:.2f}×", static_cast<double>(*fp_bytes) / static_cast<double>(*q_bytes)),
                  fmt::format("{} → {}", fmt_bytes(fp_bytes), fmt_bytes(q_bytes))});
@@ -344,9 +349,7 @@ Table training_totals(const json& r) {
   std::string from = str(tr, "loaded_from");
   if (!from.empty()) t.rows.push_back({"Trained model loaded from", from});
   t.rows.push_back({"Final test accuracy", fmt_pct(num(tr, "test_accuracy"))});
-  t.rows.push_back({"Training throughput (images/s)", fmt_int(num(tr, "images_per_second")
-                                                                  ? std::optional<int64_t>(std::llround(*num(tr, "images_per_second")))
-                                                                  : std::nullopt)});
+  t.rows.push_back({"Training throughput (images/s)", fmt_int(rounded(num(tr, "images_per_second")))});
   t.rows.push_back({"Training time", fmt_seconds(num(tr, "seconds"))});
   return t;
 }
@@ -375,8 +378,8 @@ Table thresholds_table(const json& r) {
 static std::string or_missing(const std::string& s) { return s.empty() ? kMissing : s; }
 
 Table ptq_table(const json& r) {
-  Table t{{"Configuration", "Bits", "Calibrator", "Granularity", "Requant · rounding", "Accuracy", "Drop vs FP32",
-           "Simulated", "Mismatches", "Calib. s", "Model size"},
+  Table t{{"Configuration", "Bits", "Calibrator", "Granularity", "Requant · rounding", "Accuracy", "Drop",
+           "Simulated", "Mismatches", "Calib. s", "Size"},
           "lllllrrrrrr",
           {}};
   for (const json& e : arr(r, "ptq")) {
@@ -393,14 +396,14 @@ Table ptq_table(const json& r) {
 }
 
 Table qat_table(const json& r) {
-  Table t{{"Configuration", "Bits", "STE", "Epochs", "Accuracy", "Drop vs FP32", "Fake-quant acc.",
+  Table t{{"Configuration", "Bits", "STE", "Epochs", "PTQ start", "Accuracy", "Drop", "Fake-quant acc.",
            "FP32 fine-tune acc."},
-          "lllrrrrr",
+          "lllrrrrrr",
           {}};
   for (const json& e : arr(r, "qat")) {
     auto acc = num(e, "accuracy");
     t.rows.push_back({or_missing(str(e, "name")), bits_label(e), or_missing(str(e, "ste")),
-                      fmt_int(integer(e, "epochs")), fmt_pct(acc), fmt_pp(drop(r, acc)),
+                      fmt_int(integer(e, "epochs")), fmt_pct(num(e, "ptq_accuracy")), fmt_pct(acc), fmt_pp(drop(r, acc)),
                       fmt_pct(num(e, "accuracy_fake_quant")), fmt_pct(num(e, "fp32_finetune_accuracy"))});
   }
   return t;
@@ -450,7 +453,9 @@ Table sensitivity_table(const json& r) {
 }
 
 Table bench_table(const json& r) {
-  Table t{{"Precision", "ISA", "Batch", "Threads", "Images/s", "Latency p50 (µs)", "Speed-up vs FP32"}, "llrrrrr", {}};
+  Table t{{"Precision", "ISA", "Batch", "Threads", "Images/s", "Batch-1 latency p50 (µs)", "Speed-up vs FP32"},
+          "llrrrrr",
+          {}};
   for (const json& b : arr(r, "bench")) {
     std::string speed = kMissing;
     auto ips = num(b, "images_per_second");
@@ -462,7 +467,7 @@ Table bench_table(const json& r) {
       if (ips && fips && *fips > 0.0) speed = fmt::format("{:.2f}×", *ips / *fips);
     }
     t.rows.push_back({or_missing(str(b, "precision")), or_missing(str(b, "isa")), fmt_int(integer(b, "batch")),
-                      fmt_int(integer(b, "threads")), ips ? fmt_int(std::llround(*ips)) : kMissing,
+                      fmt_int(integer(b, "threads")), fmt_int(rounded(ips)),
                       fmt_fixed(num(b, "latency_us_p50"), 1), speed});
   }
   return t;
@@ -538,6 +543,26 @@ std::vector<std::string> missing_sections(const json& r) {
     const json& v = at(r, kSections[i].key);
     bool empty = v.is_null() || ((v.is_array() || v.is_object()) && v.empty()) || !(v.is_array() || v.is_object());
     if (empty) out.push_back(kSections[i].title);
+  }
+  return out;
+}
+
+std::vector<std::string> problems(const json& r) {
+  std::vector<std::string> out;
+  for (const char* kind : {"ptq", "qat"}) {
+    std::string label = kind[0] == 'p' ? "PTQ" : "QAT";
+    for (const json& e : arr(r, kind)) {
+      std::string name = or_missing(str(e, "name"));
+      std::string err = str(e, "error");
+      if (!err.empty()) out.push_back(fmt::format("{} {} failed: {}", label, name, err));
+      if (boolean(e, "diverged").value_or(false)) {
+        std::string why = str(e, "diverged_message");
+        out.push_back(fmt::format("{} {} diverged{}", label, name, why.empty() ? "" : ": " + why));
+      }
+      for (const json& n : arr(e, "notes"))
+        if (n.is_string() && !n.get<std::string>().empty())
+          out.push_back(fmt::format("{} {}: {}", label, name, n.get<std::string>()));
+    }
   }
   return out;
 }

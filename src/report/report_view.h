@@ -30,6 +30,8 @@ std::optional<double> num(const json& v);
 std::optional<double> num(const json& j, const char* key);
 // An integer-valued number; nullopt otherwise (also for 3.5 or bool).
 std::optional<int64_t> integer(const json& j, const char* key);
+// A number rounded to an integer; nullopt when missing or beyond +-9e15.
+std::optional<int64_t> rounded(std::optional<double> v);
 // A string; "" otherwise.
 std::string str(const json& j, const char* key);
 std::optional<bool> boolean(const json& j, const char* key);
@@ -98,5 +100,8 @@ extern const int kSectionCount;
 // Sections whose key is absent or empty in r (titles), and the run's own "skipped" list.
 std::vector<std::string> missing_sections(const json& r);
 std::vector<std::string> skipped_list(const json& r);
+// Per-configuration problems and remarks: PTQ/QAT entries with an "error", QAT runs that diverged,
+// QAT conversion "notes".
+std::vector<std::string> problems(const json& r);
 
 }  // namespace lowbit::report

@@ -84,7 +84,11 @@ struct Ticks {
 };
 
 // Extends [lo, hi] outward to multiples of a nice step; a zero-width range is widened first.
+// Values from the JSON can be anything finite, so ranges are clamped to +-1e300 (no overflow to
+// inf) and a range too narrow for its magnitude (1e16 .. 1e16 + 2) falls back to two ticks.
 static Ticks nice_ticks(double lo, double hi, int target, double min_step = 0.0) {
+  lo = std::clamp(std::isfinite(lo) ? lo : 0.0, -1e300, 1e300);
+  hi = std::clamp(std::isfinite(hi) ? hi : 1.0, -1e300, 1e300);
   if (!(hi > lo)) {
     double pad = std::fabs(lo) > 0.0 ? std::fabs(lo) * 0.1 : 1.0;
     lo -= pad;
@@ -92,7 +96,15 @@ static Ticks nice_ticks(double lo, double hi, int target, double min_step = 0.0)
   }
   double step = std::max(nice_step(hi - lo, target), min_step);
   Ticks t{std::floor(lo / step + 1e-9) * step, std::ceil(hi / step - 1e-9) * step, step, {}};
-  for (double v = t.lo; v <= t.hi + step * 1e-6; v += step) t.at.push_back(std::fabs(v) < step * 1e-9 ? 0.0 : v);
+  double n = std::round((t.hi - t.lo) / step);
+  if (!std::isfinite(n) || n < 1.0 || n > 50.0 || t.lo + step == t.lo) {
+    t = Ticks{lo, hi, hi - lo, {lo, hi}};
+    return t;
+  }
+  for (int i = 0; i <= static_cast<int>(n); i++) {
+    double v = t.lo + step * i;
+    t.at.push_back(std::fabs(v) < step * 1e-9 ? 0.0 : v);
+  }
   return t;
 }
 
@@ -100,13 +112,13 @@ static Ticks nice_ticks(double lo, double hi, int target, double min_step = 0.0)
 static std::string tick_label(double v, double step, bool percent) {
   if (percent) {
     double s = step * 100.0;
-    int dec = s >= 1.0 ? 0 : static_cast<int>(std::ceil(-std::log10(s) - 1e-9));
+    int dec = s >= 1.0 ? 0 : std::min(12, static_cast<int>(std::ceil(-std::log10(s) - 1e-9)));
     return fmt::format("{:.{}f}%", v * 100.0, dec);
   }
   double a = std::fabs(v);
   if (a >= 1e6) return fmt::format("{:g}M", v / 1e6);
   if (a >= 1e4) return fmt::format("{:g}k", v / 1e3);
-  int dec = step >= 1.0 ? 0 : static_cast<int>(std::ceil(-std::log10(step) - 1e-9));
+  int dec = step >= 1.0 ? 0 : std::min(12, static_cast<int>(std::ceil(-std::log10(step) - 1e-9)));
   return fmt::format("{:.{}f}", v, dec);
 }
 
@@ -128,14 +140,21 @@ struct Scale {
   double operator()(double v) const { return d1 == d0 ? r0 : r0 + (v - d0) / (d1 - d0) * (r1 - r0); }
 };
 
-// Legend laid out left to right, wrapping within width; returns markup, advances y by its height.
+static double legend_item_width(const LegendItem& it) { return 22.0 + text_width(it.name, kFont) + 16.0; }
+
+// Legend laid out left to right, wrapping within width (centered when it fits on one row);
+// returns markup, advances y by its height.
 static std::string legend_rows(const std::vector<LegendItem>& items, double x0, double& y, double width) {
   std::string s;
-  double x = x0;
   double row_h = 18.0;
   if (items.empty()) return s;
+  double total = 0.0;
+  for (const auto& it : items) total += legend_item_width(it);
+  total -= 16.0;  // no gap after the last item
+  if (total < width) x0 += (width - total) / 2.0;
+  double x = x0;
   for (const auto& it : items) {
-    double w = 22.0 + text_width(it.name, kFont) + 16.0;
+    double w = legend_item_width(it);
     if (x > x0 && x + w > x0 + width) {
       x = x0;
       y += row_h;
@@ -150,7 +169,7 @@ static std::string legend_rows(const std::vector<LegendItem>& items, double x0, 
 }
 
 std::string svg_legend(const std::vector<LegendItem>& items, int width) {
-  // Lay out once to learn the height, then emit.
+  // The height is known only after layout, so the <svg> opening tag is written last.
   double y = 14.0;
   std::string body = legend_rows(items, 4.0, y, width - 8.0);
   int h = static_cast<int>(std::ceil(y - 4.0));
@@ -207,7 +226,7 @@ std::string svg_line_chart(const LineChart& c) {
   if (xmin > xmax) xmin = 0, xmax = 1;
 
   std::string body;
-  double top = 34.0;
+  double top = 40.0;
   std::string leg_svg = leg.size() > 1 || c.ref_y ? legend_rows(leg, 56.0, top, W - 70.0) : "";
   top += 4.0;
 
@@ -260,9 +279,9 @@ std::string svg_line_chart(const LineChart& c) {
       pts += fmt::format("{},{} ", px(xs(s.x[i])), px(ys(s.y[i])));
     }
     body += fmt::format(
-        "<polyline points=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\" stroke-linejoin=\"round\"><title>{}</title>"
+        "<polyline points=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"{}\" stroke-linejoin=\"round\"><title>{}</title>"
         "</polyline>\n",
-        pts, s.color, html_escape(s.name));
+        pts, s.color, c.markers ? "2" : "1.6", html_escape(s.name));
     if (!c.markers) continue;
     for (size_t i = 0; i < s.y.size() && i < s.x.size(); i++) {
       if (!std::isfinite(s.y[i]) || !std::isfinite(s.x[i])) continue;
@@ -293,7 +312,7 @@ std::string svg_hbar_chart(const HBarChart& c) {
     }
   }
   if (c.ref) vmax = std::max(vmax, *c.ref);
-  double top = 34.0;
+  double top = 40.0;
   std::vector<LegendItem> leg = c.legend;
   if (c.ref) leg.push_back({c.ref_label, "#111827", true});
   double left = std::min(std::max(max_label + 14.0, 60.0), W * 0.42);
@@ -351,7 +370,7 @@ std::string svg_grouped_bars(const GroupedBarChart& c) {
         vmax = std::max(vmax, *v);
       }
   }
-  double top = 34.0;
+  double top = 40.0;
   double left = 60.0, right = 14.0;
   std::string leg_svg = legend_rows(leg, left, top, W - left - right);
   top += 10.0;  // room for value labels above the tallest bar

@@ -57,7 +57,7 @@ struct HBarChart {
   std::optional<double> ref;
   std::string ref_label;
   std::vector<LegendItem> legend;
-  int width = 1100;
+  int width = 1180;
 };
 std::string svg_hbar_chart(const HBarChart& c);
 
@@ -73,7 +73,7 @@ struct GroupedBarChart {
   std::vector<BarSeries> series;
   bool percent = false;
   int value_decimals = 1;  // value labels above bars; negative: none
-  int width = 1100, height = 340;
+  int width = 1180, height = 340;
 };
 std::string svg_grouped_bars(const GroupedBarChart& c);
 

@@ -3,11 +3,13 @@
 // step, so they are plain loops the compiler vectorizes: no calls, no branches, no exceptions.
 // Not here: choosing scales (quant.h), the QAT network and its layers (qat.cpp).
 //
-// Rounding: x / s is first clamped to [L - 1, U + 1] (L = qmin - z, U = qmax - z; clamping before
-// rounding gives the same result as rounding first because the bounds are integers), then rounded
-// with the float "magic number" 1.5 * 2^23: for |v| < 2^22, (v + 1.5*2^23) - 1.5*2^23 is v rounded
-// to the nearest integer with ties to even under the default rounding mode, which is exactly
-// quant_round(v, Nearest) (std::nearbyint) and the engine's round_half_even.
+// Rounding (qat.h, FakeQuantArgs): x / s is first clamped to [L - 1, U + 1] (L = qmin - z,
+// U = qmax - z; clamping before rounding gives the same result because the rounding is monotone
+// and the bounds are integers), so every value rounded is small. Nearest-even uses the float
+// "magic number" 1.5 * 2^23: for |v| < 2^22, (v + 1.5*2^23) - 1.5*2^23 is v rounded to the
+// nearest integer with ties to even under the default rounding mode, which is exactly
+// quant_round(v, Nearest) (std::nearbyint) and the engine's round_half_even. floor comes from it
+// as r - (r > y). Plain expressions, so the loops vectorize (SSE2 has no round instruction).
 #include <cmath>
 
 #include <fmt/format.h>
@@ -22,7 +24,22 @@ constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
 constexpr int kLanes = 8;              // independent accumulators: vectorizable reductions
 
 inline float round_small(float v) { return (v + kMagic) - kMagic; }
+inline float floor_small(float y) {
+  const float r = round_small(y);
+  return r > y ? r - 1.0f : r;
+}
 inline float clampf(float v, float lo, float hi) { return v < lo ? lo : (v > hi ? hi : v); }
+
+// The engine's fixed-point requantization rounding of v (qat.h): floor(v + 1/2 +- e).
+inline float round_fixedpoint(float v, float e) { return floor_small(v + (v >= 0.0f ? 0.5f + e : 0.5f - e)); }
+
+// What the forward rounds with; `fp` false = nearest even.
+struct Rounder {
+  bool fp;
+  float e;
+  explicit Rounder(const FakeQuantArgs& a)
+      : fp(a.right >= 0), e(a.right >= 1 ? std::ldexp(1.0f, -(std::min(a.right, 40) + 1)) : 0.0f) {}
+};
 
 }  // namespace
 
@@ -42,7 +59,9 @@ const char* ste_name(Ste s) {
   return "?";
 }
 
-FakeQuantArgs fake_quant_args(const QParams& qp) { return {qp.scale, qp.zero_point, qp.qmin(), qp.qmax()}; }
+FakeQuantArgs fake_quant_args(const QParams& qp, int32_t right) {
+  return {qp.scale, qp.zero_point, qp.qmin(), qp.qmax(), right};
+}
 
 float lsq_grad_scale(int64_t n, int32_t qmax) {
   return static_cast<float>(1.0 / std::sqrt(static_cast<double>(n) * static_cast<double>(qmax)));
@@ -53,13 +72,16 @@ float lsq_grad_scale(int64_t n, int32_t qmax) {
 void fake_quant_forward(const float* x, int64_t n, const FakeQuantArgs& a, float* out) {
   const float s = a.scale;
   const float lo = static_cast<float>(a.qmin - a.zero_point), hi = static_cast<float>(a.qmax - a.zero_point);
-  for (int64_t i = 0; i < n; ++i) out[i] = s * round_small(clampf(x[i] / s, lo, hi));
+  const Rounder rd(a);
+  if (rd.fp) {
+    for (int64_t i = 0; i < n; ++i) out[i] = s * round_fixedpoint(clampf(x[i] / s, lo, hi), rd.e);
+  } else {
+    for (int64_t i = 0; i < n; ++i) out[i] = s * round_small(clampf(x[i] / s, lo, hi));
+  }
 }
 
 void fake_quant_forward_minmax(const float* x, int64_t n, const FakeQuantArgs& a, float* out, float* xmin,
                                float* xmax) {
-  const float s = a.scale;
-  const float lo = static_cast<float>(a.qmin - a.zero_point), hi = static_cast<float>(a.qmax - a.zero_point);
   float mn[kLanes], mx[kLanes];
   for (int l = 0; l < kLanes; ++l) mn[l] = mx[l] = n > 0 ? x[0] : 0.0f;
   int64_t i = 0;
@@ -68,13 +90,11 @@ void fake_quant_forward_minmax(const float* x, int64_t n, const FakeQuantArgs& a
       const float v = x[i + l];
       mn[l] = v < mn[l] ? v : mn[l];
       mx[l] = v > mx[l] ? v : mx[l];
-      out[i + l] = s * round_small(clampf(v / s, lo, hi));
     }
   for (; i < n; ++i) {
     const float v = x[i];
     mn[0] = v < mn[0] ? v : mn[0];
     mx[0] = v > mx[0] ? v : mx[0];
-    out[i] = s * round_small(clampf(v / s, lo, hi));
   }
   float rmn = mn[0], rmx = mx[0];
   for (int l = 1; l < kLanes; ++l) {
@@ -83,6 +103,7 @@ void fake_quant_forward_minmax(const float* x, int64_t n, const FakeQuantArgs& a
   }
   *xmin = rmn;
   *xmax = rmx;
+  fake_quant_forward(x, n, a, out);  // second pass over data still in L1/L2
 }
 
 // ---- backward ----
@@ -92,12 +113,14 @@ void fake_quant_backward_identity(const float* dy, int64_t n, float* dx) {
     for (int64_t i = 0; i < n; ++i) dx[i] = dy[i];
 }
 
-// r = round(x / s) clamped to [L - 1, U + 1]: outside [L, U] exactly when the forward clamped.
+// r = R(x / s) of x / s clamped to [L - 1, U + 1]: outside [L, U] exactly when the forward clamped.
 void fake_quant_backward_clipped(const float* x, const float* dy, int64_t n, const FakeQuantArgs& a, float* dx) {
   const float s = a.scale;
   const float lo = static_cast<float>(a.qmin - a.zero_point), hi = static_cast<float>(a.qmax - a.zero_point);
+  const Rounder rd(a);
   for (int64_t i = 0; i < n; ++i) {
-    const float r = round_small(clampf(x[i] / s, lo - 1.0f, hi + 1.0f));
+    const float v = clampf(x[i] / s, lo - 1.0f, hi + 1.0f);
+    const float r = rd.fp ? round_fixedpoint(v, rd.e) : round_small(v);
     const float g = dy[i];
     dx[i] = (r >= lo && r <= hi) ? g : 0.0f;
   }
@@ -107,13 +130,16 @@ void fake_quant_backward_clipped(const float* x, const float* dy, int64_t n, con
 double fake_quant_backward_lsq(const float* x, const float* dy, int64_t n, const FakeQuantArgs& a, float* dx) {
   const float s = a.scale;
   const float lo = static_cast<float>(a.qmin - a.zero_point), hi = static_cast<float>(a.qmax - a.zero_point);
+  const Rounder rd(a);
   float acc[kLanes] = {};
   auto one = [&](int64_t i, float& sum) {
     const float v = x[i] / s;
     const float g = dy[i];
     const bool inside = v > lo && v < hi;
-    // d(x_hat)/ds: round(v) - v inside, L = qmin - z at or below, U = qmax - z at or above.
-    const float dxs = inside ? round_small(v) - v : (v <= lo ? lo : hi);
+    const float vc = clampf(v, lo, hi);  // keeps the rounding in its small range; inside: vc = v
+    const float r = rd.fp ? round_fixedpoint(vc, rd.e) : round_small(vc);
+    // d(x_hat)/ds: R(v) - v inside, L = qmin - z at or below, U = qmax - z at or above.
+    const float dxs = inside ? r - v : (v <= lo ? lo : hi);
     sum += g * dxs;
     dx[i] = inside ? g : 0.0f;
   };

@@ -22,6 +22,7 @@
 //                    whole batch before quantizing it): a one-step lag, negligible at m = 0.99.
 #include "lowbit/qat.h"
 
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -60,8 +61,8 @@ void validate(const QatConfig& cfg) {
   if (!(cfg.ema_momentum >= 0.0f && cfg.ema_momentum < 1.0f))
     throw Error(fmt::format("--ema-momentum: must be in [0, 1), got {}", cfg.ema_momentum));
   if (cfg.loss_every < 1) throw Error(fmt::format("--loss-every: must be >= 1, got {}", cfg.loss_every));
-  if (cfg.requant != "fixedpoint" && cfg.requant != "float" && cfg.requant != "divide")
-    throw Error("--requant: unknown variant '" + cfg.requant + "' (allowed: fixedpoint, float, divide)");
+  if (cfg.requant != "fixedpoint" && cfg.requant != "float")
+    throw Error("--requant: QAT emulates fixedpoint or float requantization in training, got '" + cfg.requant + "'");
 }
 
 namespace {
@@ -84,8 +85,24 @@ struct ActQuant {
   int64_t per_sample = 0;        // elements per sample (LSQ gradient scale)
   bool observing = false;
   std::vector<float> smin, smax;  // per-sample min/max of the last training forward
+  // The engine's rounding here (FakeQuantArgs::right): one right shift per output channel of the
+  // producing layer (channel c = element / plane % channels), or -1 (nearest-even) for the input.
+  std::vector<int32_t> right;
+  int64_t plane = 1;
+  bool uniform = true;  // every channel has the same shift
 
   bool lsq() const { return ste == Ste::Lsq; }
+  FakeQuantArgs args(size_t c) const { return fake_quant_args(qp, right.empty() ? -1 : right[c]); }
+  // Calls fn(offset, count, args) over samples [n0, n1) of a batch tensor, in runs that share a shift.
+  template <class Fn>
+  void runs(int n0, int n1, Fn fn) const {
+    if (uniform || right.empty()) {
+      fn(n0 * per_sample, (n1 - n0) * per_sample, args(0));
+      return;
+    }
+    for (int n = n0; n < n1; ++n)
+      for (size_t c = 0; c < right.size(); ++c) fn(n * per_sample + static_cast<int64_t>(c) * plane, plane, args(c));
+  }
   bool prepare() {
     if (lsq()) {
       if (!finite(step[0])) return false;
@@ -111,39 +128,60 @@ class FakeQuantLayer : public Layer {
   using Layer::forward;
 
   void forward(const Tensor& in, Tensor& out, int n0, int n1) override {
-    const int64_t per = in.dim(0) ? in.numel() / in.dim(0) : 0;
-    const FakeQuantArgs a = fake_quant_args(q_->qp);
-    if (q_->observing && !tied_) {
-      for (int n = n0; n < n1; ++n)
-        fake_quant_forward_minmax(in.data() + n * per, per, a, out.data() + n * per, &q_->smin[size_t(n)],
-                                  &q_->smax[size_t(n)]);
+    const ActQuant& q = *q_;
+    if (tied_) {  // re-rounding after average pooling: nearest even on the same grid
+      const int64_t per = in.dim(0) ? in.numel() / in.dim(0) : 0;
+      fake_quant_forward(in.data() + n0 * per, (n1 - n0) * per, fake_quant_args(q.qp), out.data() + n0 * per);
       return;
     }
-    fake_quant_forward(in.data() + n0 * per, (n1 - n0) * per, a, out.data() + n0 * per);
+    if (q.observing) {  // also each sample's min/max, for the moving-average range
+      for (int n = n0; n < n1; ++n) {
+        float mn = 0, mx = 0;
+        bool first = true;
+        q.runs(n, n + 1, [&](int64_t off, int64_t cnt, const FakeQuantArgs& a) {
+          float lo, hi;
+          fake_quant_forward_minmax(in.data() + off, cnt, a, out.data() + off, &lo, &hi);
+          mn = first || lo < mn ? lo : mn;
+          mx = first || hi > mx ? hi : mx;
+          first = false;
+        });
+        q_->smin[size_t(n)] = mn;
+        q_->smax[size_t(n)] = mx;
+      }
+      return;
+    }
+    q.runs(n0, n1, [&](int64_t off, int64_t cnt, const FakeQuantArgs& a) {
+      fake_quant_forward(in.data() + off, cnt, a, out.data() + off);
+    });
   }
 
   void backward(const Tensor& in, const Tensor& /*out*/, const Tensor& dout, Tensor* din, int n0, int n1,
                 const std::vector<Tensor*>& grads) override {
-    const int64_t per = in.dim(0) ? in.numel() / in.dim(0) : 0;
-    const int64_t off = n0 * per, n = (n1 - n0) * per;
-    const FakeQuantArgs a = fake_quant_args(q_->qp);
-    if (tied_ || q_->ste == Ste::Identity) {
-      if (din) fake_quant_backward_identity(dout.data() + off, n, din->data() + off);
+    const ActQuant& q = *q_;
+    if (tied_ || q.ste == Ste::Identity) {
+      const int64_t per = in.dim(0) ? in.numel() / in.dim(0) : 0;
+      if (din) fake_quant_backward_identity(dout.data() + n0 * per, (n1 - n0) * per, din->data() + n0 * per);
       return;
     }
-    if (q_->ste == Ste::Clipped) {
-      if (din) fake_quant_backward_clipped(in.data() + off, dout.data() + off, n, a, din->data() + off);
+    if (q.ste == Ste::Clipped) {
+      if (din)
+        q.runs(n0, n1, [&](int64_t off, int64_t cnt, const FakeQuantArgs& a) {
+          fake_quant_backward_clipped(in.data() + off, dout.data() + off, cnt, a, din->data() + off);
+        });
       return;
     }
     // LSQ: the input quantizer has no din (nothing consumes it) but its step still learns.
     thread_local std::vector<float> scratch;
-    float* dx = din ? din->data() + off : nullptr;
-    if (!dx) {
-      scratch.resize(static_cast<size_t>(n));
-      dx = scratch.data();
-    }
-    const double sum = fake_quant_backward_lsq(in.data() + off, dout.data() + off, n, a, dx);
-    (*grads[0])[0] += static_cast<float>(sum) * lsq_grad_scale(q_->per_sample, q_->qp.qmax());
+    double sum = 0;
+    q.runs(n0, n1, [&](int64_t off, int64_t cnt, const FakeQuantArgs& a) {
+      float* dx = din ? din->data() + off : nullptr;
+      if (!dx) {
+        scratch.resize(static_cast<size_t>(cnt));
+        dx = scratch.data();
+      }
+      sum += fake_quant_backward_lsq(in.data() + off, dout.data() + off, cnt, a, dx);
+    });
+    (*grads[0])[0] += static_cast<float>(sum) * lsq_grad_scale(q.per_sample, q.qp.qmax());
   }
 
   std::vector<Param> params() override {
@@ -440,6 +478,7 @@ QatNetwork::QatNetwork(Sequential fp32, const Tensor& calib_images, const QatCon
           w.out = im.new_act(name, op.out);
           Shape per(shape.begin() + 1, shape.end());
           w.out->per_sample = shape_numel(per);
+          w.out->plane = w.out->per_sample / op.out_ch;  // conv: OH * OW; linear: 1
           cur = w.out;
           if (!op.relu) net.add(std::make_unique<FakeQuantLayer>(w.out, false), name + ".fq");
           // with ReLU: the quantizer goes after the ReLU layer (above), which comes next
@@ -468,6 +507,20 @@ bool QatNetwork::prepare() {
     if (!a->prepare()) return false;
   for (auto& w : im.weighted)
     if (!w.wq->prepare(*im.weight_of(w.layer), im.bias_of(w.layer))) return false;
+  if (im.cfg.requant != "fixedpoint") return true;
+  // The right shift of every output channel's multiplier, as compute_requant derives it.
+  for (auto& w : im.weighted) {
+    if (!w.out) continue;
+    ActQuant& a = *w.out;
+    a.right.resize(static_cast<size_t>(w.wq->oc));
+    for (int c = 0; c < w.wq->oc; ++c) {
+      double m = double{w.wq->w_scale[size_t(c)]} * w.wq->in->qp.scale / a.qp.scale;
+      if (!(m > 0) || !std::isfinite(m)) return false;
+      m = std::clamp(m, std::ldexp(1.0, -31), std::ldexp(1.0, 30) * 0.999);
+      a.right[size_t(c)] = std::max(-quantize_multiplier(m).shift, 0);
+    }
+    a.uniform = std::all_of(a.right.begin(), a.right.end(), [&](int32_t r) { return r == a.right[0]; });
+  }
   return true;
 }
 
@@ -581,12 +634,88 @@ Tensor first_images(const Dataset& d, int n) {
   return t;
 }
 
+double cpu_seconds() {  // all threads of the process
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+// One epoch of mini-batch SGD, the same loop for the QAT network and the FP32 baseline so that
+// their costs compare: forward(x) -> logits, softmax cross-entropy, zero_grad, backward,
+// after_backward(), optimizer step, after_step() (false: stop, something became non-finite).
+struct EpochHooks {
+  std::function<const Tensor&(const Tensor&)> forward;
+  std::function<void()> after_backward;
+  std::function<bool()> after_step;
+  std::function<void(double)> on_loss;  // every step's loss
+};
+struct EpochOutcome {
+  double loss_sum = 0;
+  int batches = 0;
+  bool ok = true;
+  double bad_loss = 0;  // the loss of the failed step
+  double seconds = 0, cpu = 0;
+};
+
+EpochOutcome run_epoch(Sequential& net, Optimizer& opt, const Dataset& d, const QatConfig& cfg, int epoch,
+                       const EpochHooks& h, const char* label) {
+  const std::vector<int> order = epoch_order(d.size(), cfg.seed, epoch);
+  const size_t end = net.logits_end();
+  const bool bar = cfg.progress && isatty(STDERR_FILENO);
+  Tensor x, dlogits;
+  std::vector<uint8_t> y;
+  EpochOutcome o;
+  const auto t0 = Clock::now();
+  const double c0 = cpu_seconds();
+  const int n = d.size();
+  for (int b = 0; b < n; b += cfg.batch) {
+    const int e = std::min(n, b + cfg.batch);
+    gather_batch(d, order, b, e, x, y);
+    const Tensor& logits = h.forward(x);
+    dlogits.resize(logits.shape());
+    const double loss = softmax_cross_entropy(logits, y.data(), &dlogits);
+    if (!std::isfinite(loss)) {
+      o.ok = false;
+      o.bad_loss = loss;
+      break;
+    }
+    net.zero_grad();
+    net.backward(dlogits, end);
+    if (h.after_backward) h.after_backward();
+    opt.step();
+    if (h.after_step && !h.after_step()) {
+      o.ok = false;
+      o.bad_loss = loss;
+      break;
+    }
+    o.loss_sum += loss;
+    ++o.batches;
+    if (h.on_loss) h.on_loss(loss);
+    if (bar && (o.batches % 20 == 0 || e == n))
+      std::fprintf(stderr, "\r%s epoch %2d  %3d%%  loss %.4f", label, epoch + 1, e * 100 / n, o.loss_sum / o.batches);
+  }
+  if (bar) std::fprintf(stderr, "\r\033[K");
+  o.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  o.cpu = cpu_seconds() - c0;
+  return o;
+}
+
+Optimizer sgd(Sequential& net, const QatConfig& cfg) {
+  OptimConfig oc;
+  oc.optimizer = "sgd";
+  oc.lr = cfg.lr;
+  oc.momentum = cfg.momentum;
+  oc.weight_decay = cfg.weight_decay;
+  return Optimizer(net, oc);
+}
+
 }  // namespace
 
 nlohmann::json QatResult::to_json() const {
   nlohmann::json ep = nlohmann::json::array();
   for (const QatEpoch& e : epochs)
-    ep.push_back({{"epoch", e.epoch}, {"loss", e.loss}, {"accuracy_fake_quant", e.accuracy_fake_quant}, {"seconds", e.seconds}});
+    ep.push_back({{"epoch", e.epoch}, {"loss", e.loss}, {"accuracy_fake_quant", e.accuracy_fake_quant},
+                  {"seconds", e.seconds}, {"cpu_seconds", e.cpu_seconds}});
   nlohmann::json j = {{"accuracy", has_model ? nlohmann::json(accuracy) : nlohmann::json(nullptr)},
                       {"accuracy_fake_quant", has_model ? nlohmann::json(accuracy_fake_quant) : nlohmann::json(nullptr)},
                       {"fp32_accuracy", fp32_accuracy},
@@ -614,66 +743,41 @@ QatResult run_qat(Sequential fp32, const Dataset& train_set, const Dataset& test
     r.ptq_accuracy = engine_accuracy(e, test_set.images, test_set.labels);
   }
   Sequential& net = qn.net();
-  OptimConfig oc;
-  oc.optimizer = "sgd";
-  oc.lr = cfg.lr;
-  oc.momentum = cfg.momentum;
-  oc.weight_decay = cfg.weight_decay;
-  Optimizer opt(net, oc);
-  const size_t end = net.logits_end();
-  const bool bar = cfg.progress && isatty(STDERR_FILENO);
-  Tensor x, dlogits;
-  std::vector<uint8_t> y;
+  Optimizer opt = sgd(net, cfg);
   double window = 0;
-  int in_window = 0, step = 0;
-  for (int epoch = 0; epoch < cfg.epochs && !r.diverged; ++epoch) {
-    const std::vector<int> order = epoch_order(train_set.size(), cfg.seed, epoch);
-    const auto t0 = Clock::now();
-    double loss_sum = 0;
-    int batches = 0;
-    const int n = train_set.size();
-    for (int b = 0; b < n; b += cfg.batch) {
-      const int e = std::min(n, b + cfg.batch);
-      gather_batch(train_set, order, b, e, x, y);
-      const Tensor& logits = qn.forward_train(x);
-      dlogits.resize(logits.shape());
-      const double loss = softmax_cross_entropy(logits, y.data(), &dlogits);
-      bool ok = std::isfinite(loss);
-      if (ok) {
-        net.zero_grad();
-        net.backward(dlogits, end);
-        qn.finish_backward();
-        opt.step();
-        qn.update_ranges();
-        ok = qn.prepare();
-      }
-      ++step;
-      if (!ok) {
-        r.diverged = true;
-        r.diverged_message = fmt::format(
-            "training diverged at epoch {}, batch {} (step {}): {}; {}", epoch + 1, batches + 1, step,
-            std::isfinite(loss) ? "a weight, range or step size became NaN/Inf" : fmt::format("the loss is {}", loss),
-            r.epochs.empty() ? "no epoch finished, so there is no model to keep (try a smaller --lr)"
-                             : fmt::format("keeping the model of epoch {} (try a smaller --lr)", r.epochs.back().epoch));
-        break;
-      }
-      loss_sum += loss;
-      ++batches;
-      window += loss;
-      if (++in_window == cfg.loss_every) {
-        r.loss_curve.push_back(window / in_window);
-        window = 0;
-        in_window = 0;
-      }
-      if (bar && (batches % 20 == 0 || e == n))
-        std::fprintf(stderr, "\rqat epoch %2d  %3d%%  loss %.4f", epoch + 1, e * 100 / n, loss_sum / batches);
+  int in_window = 0, steps = 0;
+  EpochHooks h;
+  h.forward = [&](const Tensor& x) -> const Tensor& { return qn.forward_train(x); };
+  h.after_backward = [&] { qn.finish_backward(); };
+  h.after_step = [&] {
+    qn.update_ranges();
+    return qn.prepare();
+  };
+  h.on_loss = [&](double loss) {
+    ++steps;
+    window += loss;
+    if (++in_window == cfg.loss_every) {
+      r.loss_curve.push_back(window / in_window);
+      window = 0;
+      in_window = 0;
     }
-    if (bar) std::fprintf(stderr, "\r\033[K");
-    if (r.diverged) break;
+  };
+  for (int epoch = 0; epoch < cfg.epochs; ++epoch) {
+    const EpochOutcome o = run_epoch(net, opt, train_set, cfg, epoch, h, "qat");
+    if (!o.ok) {
+      r.diverged = true;
+      r.diverged_message = fmt::format(
+          "training diverged at epoch {}, batch {} (step {}): {}; {}", epoch + 1, o.batches + 1, steps + 1,
+          std::isfinite(o.bad_loss) ? "a weight, range or step size became NaN/Inf" : fmt::format("the loss is {}", o.bad_loss),
+          r.epochs.empty() ? "no epoch finished, so there is no model to keep (try a smaller --lr)"
+                           : fmt::format("keeping the model of epoch {} (try a smaller --lr)", r.epochs.back().epoch));
+      break;
+    }
     QatEpoch ep;
     ep.epoch = epoch + 1;
-    ep.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-    ep.loss = loss_sum / std::max(1, batches);
+    ep.seconds = o.seconds;
+    ep.cpu_seconds = o.cpu;
+    ep.loss = o.loss_sum / std::max(1, o.batches);
     ep.accuracy_fake_quant = evaluate(net, test_set);
     std::vector<std::string> notes;
     r.qmodel = qn.to_qmodel(&notes);
@@ -681,7 +785,7 @@ QatResult run_qat(Sequential fp32, const Dataset& train_set, const Dataset& test
     r.has_model = true;
     r.accuracy_fake_quant = ep.accuracy_fake_quant;
     r.epochs.push_back(ep);
-    if (on_epoch) on_epoch(ep);
+    if (on_epoch) on_epoch(ep, qn);
   }
   if (in_window > 0) r.loss_curve.push_back(window / in_window);
   if (r.has_model) {
@@ -691,26 +795,28 @@ QatResult run_qat(Sequential fp32, const Dataset& train_set, const Dataset& test
   return r;
 }
 
-std::vector<double> finetune_fp32(Sequential& fp32, const Dataset& train_set, const Dataset& test_set,
-                                  const QatConfig& cfg, std::vector<double>* epoch_seconds) {
+std::vector<FinetuneEpoch> finetune_fp32(Sequential& fp32, const Dataset& train_set, const Dataset& test_set,
+                                         const QatConfig& cfg) {
   validate(cfg);
-  TrainConfig tc;
-  tc.epochs = cfg.epochs;
-  tc.batch = cfg.batch;
-  tc.seed = cfg.seed;
-  tc.optim.optimizer = "sgd";
-  tc.optim.lr = cfg.lr;
-  tc.optim.momentum = cfg.momentum;
-  tc.optim.weight_decay = cfg.weight_decay;
-  tc.progress = cfg.progress;
-  Optimizer opt(fp32, tc.optim);
-  std::vector<EpochStats> h = train(fp32, opt, train_set, test_set, tc);
-  std::vector<double> acc;
-  for (const EpochStats& s : h) {
-    acc.push_back(s.test_accuracy);
-    if (epoch_seconds) epoch_seconds->push_back(s.seconds);
+  if (train_set.size() == 0) throw Error("--data: the training set is empty");
+  Optimizer opt = sgd(fp32, cfg);
+  EpochHooks h;
+  h.forward = [&](const Tensor& x) -> const Tensor& { return fp32.forward(x); };
+  std::vector<FinetuneEpoch> out;
+  for (int epoch = 0; epoch < cfg.epochs; ++epoch) {
+    const EpochOutcome o = run_epoch(fp32, opt, train_set, cfg, epoch, h, "fp32");
+    if (!o.ok)
+      throw Error(fmt::format("FP32 fine-tuning diverged at epoch {}, batch {}: the loss is {} (try a smaller --lr)",
+                              epoch + 1, o.batches + 1, o.bad_loss));
+    FinetuneEpoch e;
+    e.epoch = epoch + 1;
+    e.loss = o.loss_sum / std::max(1, o.batches);
+    e.seconds = o.seconds;
+    e.cpu_seconds = o.cpu;
+    e.accuracy = evaluate(fp32, test_set);
+    out.push_back(e);
   }
-  return acc;
+  return out;
 }
 
 }  // namespace lowbit

@@ -95,10 +95,11 @@ TEST(Quantizer, W8A8CloseToFp32WithEveryCalibrator) {
     int agree = 0;
     for (size_t i = 0; i < eng.size(); ++i) agree += eng[i] == fp32[i];
     const double acc = accuracy(eng, f.test_set.labels);
-    // 3-sigma clips the post-ReLU tails hardest; it may lose a little more.
-    const double max_drop = c == Calibrator::ThreeSigma ? 0.03 : 0.01;
+    // 3sigma clips the tails by design (values beyond mean + 3 std): it may lose a little more on
+    // this briefly trained model (on the reference model: -0.07 points, as good as the others).
+    const double max_drop = c == Calibrator::ThreeSigma ? 0.02 : 0.01;
     EXPECT_GE(acc, acc_fp32 - max_drop) << calibrator_name(c) << ": fp32 " << acc_fp32 << " engine " << acc;
-    EXPECT_GE(agree, static_cast<int>(eng.size()) * (c == Calibrator::ThreeSigma ? 95 : 98) / 100)
+    EXPECT_GE(agree, static_cast<int>(eng.size()) * (c == Calibrator::ThreeSigma ? 93 : 98) / 100)
         << calibrator_name(c) << ": engine agrees with fp32 on " << agree << " of " << eng.size();
     // The calibrator and the clip range of each tensor are recorded; the input used max.
     ASSERT_EQ(q.info["tensors"].size(), 6u);
@@ -117,8 +118,10 @@ TEST(Quantizer, ThresholdsIndependentOfCalibrationBatch) {
       cfg.calibrator = c;
       cfg.input_calibrator = c;
       cfg.calib_batch = batch;
+      set_threads(batch == 32 ? 1 : 2);  // observers run in parallel over tensors
       qs.push_back(quantize_model(f.model, calib, cfg));
     }
+    set_threads(0);
     for (size_t k = 1; k < qs.size(); ++k) {
       EXPECT_EQ(qs[k].info["tensors"], qs[0].info["tensors"]) << calibrator_name(c) << " run " << k;
       EXPECT_EQ(qs[k].input.scale, qs[0].input.scale);
@@ -300,6 +303,95 @@ TEST(Quantizer, TrailingSoftmaxDroppedWithANote) {
   bool noted = false;
   for (const std::string& n : notes) noted = noted || n.find("sm (Softmax) dropped") != std::string::npos;
   EXPECT_TRUE(noted);
+}
+
+// A one-input linear "network" y = x, so the calibrated output range is the data's.
+Sequential identity_model() {
+  Sequential m;
+  m.architecture = "identity";
+  m.input_shape = {1};
+  m.add(std::make_unique<Linear>(1, 1), "id");
+  dynamic_cast<Linear&>(m.layer(0)).weight[0] = 1.0f;
+  return m;
+}
+
+// Exponential-like values in (0, 8], optionally with 15% of them replaced by one constant (a
+// point mass like the background response of conv1).
+Tensor exp_values(int n, bool spike) {
+  Tensor t({n, 1});
+  Rng rng(7);
+  for (int i = 0; i < n; ++i) {
+    const double u = rng.uniform();
+    t[i] = static_cast<float>(std::min(8.0, -std::log(1.0 - u)));
+    if (spike && i % 7 == 3) t[i] = 2.5f;
+  }
+  return t;
+}
+
+float kl_clip_hi(bool spike, bool despike, int n = 200000) {
+  Sequential m = identity_model();
+  PtqConfig cfg;
+  cfg.kl_despike = despike;
+  QModel q = quantize_model(m, exp_values(n, spike), cfg);
+  return q.info["tensors"][1]["clip"][1].get<float>();
+}
+
+TEST(Quantizer, KlDespikeIgnoresPointMasses) {
+  const float smooth = kl_clip_hi(false, false), spiked = kl_clip_hi(true, false);
+  const float despiked = kl_clip_hi(true, true), smooth_despiked = kl_clip_hi(false, true);
+  // The plain search is dragged by the spike; the despiked one lands where the smooth data's is.
+  EXPECT_GT(std::fabs(spiked - smooth), 0.1f * smooth) << "plain kl: smooth " << smooth << ", spiked " << spiked;
+  EXPECT_NEAR(despiked, smooth, 0.05f * smooth) << "spiked " << spiked;
+  EXPECT_NEAR(smooth_despiked, smooth, 0.05f * smooth);
+  // A sparse histogram (300 values in 2048 bins) has no spikes to remove: nothing changes.
+  EXPECT_EQ(kl_clip_hi(false, true, 300), kl_clip_hi(false, false, 300));
+}
+
+TEST(Quantizer, ThreeSigmaOverNonZeroValues) {
+  // Half exact zeros (as after ReLU), half exponential values.
+  Tensor x = exp_values(20000, false);
+  for (int i = 0; i < 20000; i += 2) x[i] = 0.0f;
+  double sum = 0, sq = 0, n = 0, sum_all = 0, sq_all = 0;
+  float mx = 0;
+  for (int i = 0; i < 20000; ++i) {
+    mx = std::max(mx, x[i]);
+    sum_all += x[i];
+    if (x[i] != 0.0f) sum += x[i], n += 1;
+  }
+  const double mean = sum / n, mean_all = sum_all / 20000;
+  for (int i = 0; i < 20000; ++i) {
+    sq_all += (x[i] - mean_all) * (x[i] - mean_all);
+    if (x[i] != 0.0f) sq += (x[i] - mean) * (x[i] - mean);
+  }
+  const double hi_nz = std::min<double>(mx, mean + 3 * std::sqrt(sq / n));
+  const double hi_all = std::min<double>(mx, mean_all + 3 * std::sqrt(sq_all / 20000));
+  ASSERT_LT(hi_all, hi_nz - 0.5) << "test data do not separate the two rules";
+  for (bool nonzero : {true, false}) {
+    Sequential m = identity_model();
+    PtqConfig cfg;
+    cfg.calibrator = Calibrator::ThreeSigma;
+    cfg.sigma_nonzero = nonzero;
+    QModel q = quantize_model(m, x, cfg);
+    const auto& clip = q.info["tensors"][1]["clip"];
+    EXPECT_EQ(clip[0].get<float>(), 0.0f);
+    EXPECT_NEAR(clip[1].get<double>(), nonzero ? hi_nz : hi_all, 1e-5) << "sigma_nonzero " << nonzero;
+  }
+}
+
+TEST(Quantizer, OneSidedAffineTensorsCalibrateWithTheirLevels) {
+  Fixture& f = trained();
+  for (Scheme s : {Scheme::Affine, Scheme::Symmetric}) {
+    PtqConfig cfg;
+    cfg.abits = 4;
+    cfg.act_scheme = s;
+    cfg.calibrator = Calibrator::Mse;
+    cfg.input_calibrator = Calibrator::Mse;
+    QModel q = quantize_model(f.model, first_images(f.train_set, 64), cfg);
+    const auto& t = q.info["tensors"];
+    EXPECT_EQ(t[0]["calibration_bits"], 4);  // the input has negative values
+    EXPECT_EQ(t[1]["calibration_bits"], s == Scheme::Affine ? 5 : 4) << scheme_name(s);  // conv1 after ReLU
+    EXPECT_EQ(t[5]["calibration_bits"], 4);  // logits
+  }
 }
 
 // Runs fn and expects an Error whose message contains `want`.

@@ -8,6 +8,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -226,7 +228,8 @@ TEST(IoSafetensors, LayoutMatchesSpecIndependentlyOfReader) {
     EXPECT_EQ(e["shape"].get<std::vector<int64_t>>(), t.shape) << t.name;
     EXPECT_EQ(e["data_offsets"][0].get<uint64_t>(), cursor) << t.name;
     EXPECT_EQ(e["data_offsets"][1].get<uint64_t>(), cursor + t.bytes.size()) << t.name;
-    EXPECT_EQ(0, std::memcmp(data.data() + cursor, t.bytes.data(), t.bytes.size())) << t.name;
+    EXPECT_TRUE(std::equal(t.bytes.begin(), t.bytes.end(), reinterpret_cast<const uint8_t*>(data.data()) + cursor))
+        << t.name;
     cursor += t.bytes.size();
   }
   EXPECT_EQ(cursor, data.size());
@@ -485,6 +488,11 @@ TEST(IoSafetensors, WriterRejectsInconsistentTensors) {
   EXPECT_NE(writer_error(f).find("empty name"), std::string::npos) << writer_error(f);
   f.tensors = {{"bad\xff", "I8", {2}, {1, 2}}};
   EXPECT_NE(writer_error(f).find("UTF-8"), std::string::npos) << writer_error(f);
+  f.tensors = {good};
+  f.meta = nlohmann::json::parse(std::string(65, '[') + std::string(65, ']'));  // reader allows 64 levels
+  EXPECT_NE(writer_error(f).find("nested deeper than 64"), std::string::npos) << writer_error(f);
+  f.meta = nlohmann::json::parse(std::string(64, '[') + std::string(64, ']'));
+  EXPECT_EQ(writer_error(f), "<accepted>");
 }
 
 TEST(IoSafetensors, FailedWriteKeepsPreviousFile) {
@@ -541,4 +549,22 @@ TEST(IoSafetensors, TypedHelpersCheckDtypeAndCount) {
   for (int i = 0; i < 6; ++i) EXPECT_EQ(back[i], t[i]) << "index " << i;
   TensorEntry huge = {"h", "F32", {int64_t{1} << 33, 0}, {}};
   EXPECT_THROW(lowbit::to_tensor(huge), lowbit::Error);
+}
+
+TEST(IoSafetensors, ManyTensorsParseInLinearTime) {
+  // Regression: the first reader used nlohmann's callback DOM parser, which rescans the parent
+  // object at every end of object (quadratic in the number of tensors: 1.7M entries ran for
+  // minutes). The streaming reader takes ~0.1 s here; the bound is loose for a busy machine.
+  SafetensorsFile f;
+  const int n = 100000;
+  f.tensors.reserve(n);
+  for (int i = 0; i < n; ++i) f.tensors.push_back({"t" + std::to_string(i), "U8", {1}, {static_cast<uint8_t>(i)}});
+  std::string bytes = serialize(f);
+  auto t0 = std::chrono::steady_clock::now();
+  SafetensorsFile g = lowbit::parse_safetensors(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), "many");
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_EQ(g.tensors.size(), static_cast<size_t>(n));
+  EXPECT_EQ(g.tensors[n - 1].name, "t" + std::to_string(n - 1));
+  EXPECT_EQ(g.tensors[n - 1].bytes[0], static_cast<uint8_t>(n - 1));
+  EXPECT_LT(s, 5.0) << "parsing " << n << " tensors (" << bytes.size() << " bytes) took " << s << " s";
 }

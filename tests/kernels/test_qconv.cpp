@@ -163,6 +163,26 @@ TEST(QPack, PlainMatrixBothOrders) {
     }
 }
 
+TEST(QPack, EveryIsaMatchesReference) {
+  Rng rng(28);
+  for (Isa isa : {Isa::avx2, Isa::avx512}) {
+    const KernelTable* t = kernels_for(isa);
+    if (!t) continue;
+    for (int k : {1, 3, 4, 5, 84, 120, 400, 401})
+      for (int n : {1, 7, 15, 16, 17, 256, 257})
+        for (int mode = 0; mode < 4; ++mode) {
+          // row-major [K][N], batch-major [N][K], batch-major with padded rows, general strides
+          const int64_t rs = mode == 0 ? n : (mode == 3 ? 2 * n + 1 : 1);
+          const int64_t cs = mode == 0 ? 1 : (mode == 1 ? k : (mode == 2 ? k + 3 : 2));
+          const auto x = random_bytes(rng, static_cast<size_t>((k - 1) * rs + (n - 1) * cs + 1));
+          std::vector<uint8_t> want(static_cast<size_t>(qk4(k)) * n + 32, 0x5D), got = want;
+          qpack_u8_ref(x.data(), rs, cs, k, n, want.data());
+          t->qpack_u8(x.data(), rs, cs, k, n, got.data());
+          ASSERT_EQ(want, got) << isa_name(isa) << " k=" << k << " n=" << n << " rs=" << rs << " cs=" << cs;
+        }
+  }
+}
+
 TEST(QPool, MaxAndAverageMatchOracles) {
   Rng rng(24);
   for (int planes : {1, 6, 16})

@@ -1,7 +1,5 @@
 // lowbit bench: inference (or training) speed of an FP32 or quantized model file on random inputs.
-// Throughput: median over timed windows of at least 0.2 s after a warm-up; latency: p50 over
-// single-sample calls. The answer is computed once before timing (STYLE.md rule 10: benchmarks
-// check what they time) and must be finite.
+// Timing rules: lowbit/bench.h (the answer is computed and checked before timing).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -9,6 +7,7 @@
 #include <vector>
 
 #include "cli.h"
+#include "lowbit/bench.h"
 #include "kernels/dispatch.h"
 #include "lowbit/engine.h"
 #include "lowbit/nn.h"
@@ -18,28 +17,6 @@ namespace lowbit::cli {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-// Median images/s of `windows` windows, each running `step` until it has taken >= min_s.
-template <class Step>
-double median_rate(Step step, int images_per_step, int windows, double min_s) {
-  for (int i = 0; i < 3; ++i) step();  // warm-up
-  std::vector<double> rates;
-  for (int w = 0; w < windows; ++w) {
-    auto t0 = Clock::now();
-    int steps = 0;
-    do {
-      step();
-      ++steps;
-    } while (seconds_since(t0) < min_s);
-    rates.push_back(steps * double{static_cast<double>(images_per_step)} / seconds_since(t0));
-  }
-  std::sort(rates.begin(), rates.end());
-  return rates[rates.size() / 2];
-}
-
 struct BenchOpts {
   Common common;
   std::string model;
@@ -47,30 +24,10 @@ struct BenchOpts {
   bool train = false;
 };
 
-// Times a forward function on a random batch and on single samples.
-template <class Forward>
-void time_inference(Forward forward, const Shape& sample, const BenchOpts& o, nlohmann::json& j) {
-  Shape in = sample;
-  in.insert(in.begin(), o.batch);
-  Tensor x(in), one, y;
-  Rng rng(1);
-  for (int64_t i = 0; i < x.numel(); ++i) x[i] = rng.uniform(-1, 1);
-  forward(x, y);
-  for (int64_t i = 0; i < y.numel(); ++i)
-    if (!std::isfinite(y[i])) throw Error(o.model + ": the forward pass gives a non-finite output");
-  j["images_per_second"] = median_rate([&] { forward(x, y); }, o.batch, o.windows, 0.2);
-  in[0] = 1;
-  one.resize(in);
-  std::copy_n(x.data(), one.numel(), one.data());
-  std::vector<double> lat;
-  for (int i = 0; i < 3000; ++i) {
-    auto t0 = Clock::now();
-    forward(one, y);
-    lat.push_back(seconds_since(t0) * 1e6);
-  }
-  std::sort(lat.begin(), lat.end());
-  j["latency_us_p50"] = lat[lat.size() / 2];
-  j["latency_us_p90"] = lat[lat.size() * 9 / 10];
+void put(nlohmann::json& j, const InferenceTiming& t) {
+  j["images_per_second"] = t.images_per_second;
+  j["latency_us_p50"] = t.latency_us_p50;
+  j["latency_us_p90"] = t.latency_us_p90;
 }
 
 void run_bench(const BenchOpts& o) {
@@ -83,12 +40,12 @@ void run_bench(const BenchOpts& o) {
     Engine e(q);
     j["precision"] = "int8";
     j["task"] = "infer";
-    time_inference([&](const Tensor& x, Tensor& y) { e.run(x, y); }, q.input_shape, o, j);
+    put(j, time_inference([&](const Tensor& x, Tensor& y) { e.run(x, y); }, q.input_shape, o.batch, o.windows));
   } else if (!o.train) {
     Sequential m = load_model(o.model);
     j["precision"] = "fp32";
     j["task"] = "infer";
-    time_inference([&](const Tensor& x, Tensor& y) { y = m.forward(x); }, m.input_shape, o, j);
+    put(j, time_inference([&](const Tensor& x, Tensor& y) { y = m.forward(x); }, m.input_shape, o.batch, o.windows));
   } else {
     Sequential m = load_model(o.model);
     Shape in = m.input_shape;

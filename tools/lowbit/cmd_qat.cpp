@@ -57,10 +57,10 @@ void run(QatOpts& o) {
   }
   Sequential baseline_model;
   if (o.fp32_baseline) baseline_model = load_model(o.model);
-  QatResult r = run_qat(std::move(fp32), train_set, test_set, cfg, [&](const QatEpoch& e) {
+  QatResult r = run_qat(std::move(fp32), train_set, test_set, cfg, [&](const QatEpoch& e, QatNetwork&) {
     if (!quiet) {
-      std::printf("epoch %2d  loss %.4f  fake-quant test accuracy %.2f%%  %.2f s\n", e.epoch, e.loss,
-                  100 * e.accuracy_fake_quant, e.seconds);
+      std::printf("epoch %2d  loss %.4f  fake-quant test accuracy %.2f%%  %.2f s (cpu %.2f s)\n", e.epoch, e.loss,
+                  100 * e.accuracy_fake_quant, e.seconds, e.cpu_seconds);
       std::fflush(stdout);
     }
   });
@@ -82,18 +82,23 @@ void run(QatOpts& o) {
                   o.out.c_str());
   }
   if (o.fp32_baseline && !r.diverged) {
-    std::vector<double> secs;
-    std::vector<double> acc = finetune_fp32(baseline_model, train_set, test_set, cfg, &secs);
-    j["fp32_finetuned_accuracy"] = acc.back();
+    std::vector<FinetuneEpoch> base = finetune_fp32(baseline_model, train_set, test_set, cfg);
+    j["fp32_finetuned_accuracy"] = base.back().accuracy;
     j["fp32_finetuned_epochs"] = nlohmann::json::array();
-    for (size_t i = 0; i < acc.size(); ++i)
-      j["fp32_finetuned_epochs"].push_back({{"epoch", i + 1}, {"accuracy", acc[i]}, {"seconds", secs[i]}});
-    if (!quiet) {
-      for (size_t i = 0; i < acc.size(); ++i)
-        std::printf("fp32 fine-tune epoch %2zu  test accuracy %.2f%%  %.2f s\n", i + 1, 100 * acc[i], secs[i]);
-      std::printf("fp32 fine-tuned with the same recipe: %.2f%% (qat engine %.2f%%)\n", 100 * acc.back(),
-                  100 * r.accuracy);
+    for (const FinetuneEpoch& e : base) {
+      j["fp32_finetuned_epochs"].push_back({{"epoch", e.epoch}, {"loss", e.loss}, {"accuracy", e.accuracy},
+                                            {"seconds", e.seconds}, {"cpu_seconds", e.cpu_seconds}});
+      if (!quiet)
+        std::printf("fp32 fine-tune epoch %2d  loss %.4f  test accuracy %.2f%%  %.2f s (cpu %.2f s)\n", e.epoch, e.loss,
+                    100 * e.accuracy, e.seconds, e.cpu_seconds);
     }
+    double qcpu = 0, fcpu = 0;
+    for (const QatEpoch& e : r.epochs) qcpu += e.cpu_seconds;
+    for (const FinetuneEpoch& e : base) fcpu += e.cpu_seconds;
+    j["qat_epoch_cost_ratio_cpu"] = fcpu > 0 ? qcpu / fcpu : 0.0;
+    if (!quiet)
+      std::printf("fp32 fine-tuned with the same recipe: %.2f%% (qat engine %.2f%%); qat/fp32 epoch cpu time %.2f\n",
+                  100 * base.back().accuracy, 100 * r.accuracy, fcpu > 0 ? qcpu / fcpu : 0.0);
   }
   write_json(o.common, j);
   if (r.diverged)

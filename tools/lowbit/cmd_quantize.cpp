@@ -25,7 +25,7 @@ struct QuantizeOpts {
   std::string calibrator = "kl", input_calibrator = "max", scheme = "affine", rounding = "nearest";
   std::string requant = "fixedpoint";
   int wbits = 8, abits = 8, abc_bases = 0, samples = 1000, calib_batch = 256;
-  bool per_channel = false;
+  bool per_channel = false, kl_no_despike = false, sigma_all_values = false;
   double percentile = 99.99;
 };
 
@@ -63,6 +63,8 @@ PtqConfig make_config(const QuantizeOpts& o) {
   c.samples = o.samples;
   if (o.calib_batch < 1) throw Error(fmt::format("--calib-batch: must be >= 1, got {}", o.calib_batch));
   c.calib_batch = o.calib_batch;
+  c.kl_despike = !o.kl_no_despike;
+  c.sigma_nonzero = !o.sigma_all_values;
   validate(c);
   return c;
 }
@@ -230,7 +232,9 @@ void run_quantize(const QuantizeOpts& o) {
                           {"rounding", rounding_name(cfg.rounding)},
                           {"requant", cfg.requant},
                           {"abc_bases", cfg.abc_bases},
-                          {"percentile", cfg.percentile}}},
+                          {"percentile", cfg.percentile},
+                          {"kl_despike", cfg.kl_despike},
+                          {"sigma_nonzero", cfg.sigma_nonzero}}},
                         {"input", input},
                         {"layers", layers},
                         {"notes", notes},
@@ -260,6 +264,10 @@ void add_quantize_command(CLI::App& app) {
   q->add_option("--abc-bases", qo.abc_bases, "ABC-Net: approximate weights by M binary bases first (0 = off)")
       ->capture_default_str();
   q->add_option("--percentile", qo.percentile, "Percentile of |x| for --calibrator percentile")->capture_default_str();
+  q->add_flag("--kl-no-despike", qo.kl_no_despike,
+              "kl: plain TensorRT search (do not cap one-bin spikes of the histogram first)");
+  q->add_flag("--sigma-all-values", qo.sigma_all_values,
+              "3sigma: mean and std over all values, zeros included (default: the non-zero values)");
   q->add_option("--samples", qo.samples, "Calibration images: the first N training images")->capture_default_str();
   q->add_option("--calib-batch", qo.calib_batch, "Images per forward pass during calibration")->capture_default_str();
   q->add_option("--out,-o", qo.out, "Quantized model file to write")->required();

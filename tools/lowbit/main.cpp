@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   CLI::App app{"lowbit: train small CNNs, quantize them (PTQ, QAT, ABC-Net) and run them integer-only on the CPU"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "lowbit 0.1");
+  lowbit::cli::add_run_command(app);
   lowbit::cli::add_train_commands(app);
   lowbit::cli::add_bench_command(app);
   lowbit::cli::add_qat_command(app);

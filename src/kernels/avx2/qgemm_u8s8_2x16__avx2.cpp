@@ -23,26 +23,26 @@
 namespace lowbit {
 namespace {
 
+// One output row's requantization constants, broadcast once per tile row.
 struct RowRequant {
-  __m256i q31, nudge, rmask, rhalf, sat_hi, sat_lo, lo_rel, hi_rel, z;
-  __m128i left, right;
+  __m256i q31, nudge, rmask, rhalf, sat_hi, sat_lo, round64, unbias;
+  __m128i left, right, shift64;
   __m256 scale, flo, fhi;
   bool has_left;
+  bool one_shift;  // the fixedpoint result is one 64-bit rounding shift (see requant8)
 };
 
-RowRequant row_requant(const QGemmArgs& a, int i) {
+LOWBIT_INLINE RowRequant row_requant(const QGemmArgs& a, int i) {
   const RequantParams& p = *a.rq;
   RowRequant q{};
-  q.z = _mm256_set1_epi32(p.z_out);
-  q.lo_rel = _mm256_set1_epi32(p.lo - p.z_out);  // clamp before adding z_out: no overflow
-  q.hi_rel = _mm256_set1_epi32(p.hi - p.z_out);
   q.flo = _mm256_set1_ps(static_cast<float>(p.lo - p.z_out));
   q.fhi = _mm256_set1_ps(static_cast<float>(p.hi - p.z_out));
   if (a.variant == RequantVariant::fixedpoint || a.variant == RequantVariant::fixedpoint_floor) {
+    const bool nearest = a.variant == RequantVariant::fixedpoint;
     const int shift = p.shift[i];
     const int left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
     q.q31 = _mm256_set1_epi32(p.q31[i]);
-    q.nudge = _mm256_set1_epi64x(a.variant == RequantVariant::fixedpoint ? (int64_t{1} << 30) : 0);
+    q.nudge = _mm256_set1_epi64x(nearest ? (int64_t{1} << 30) : 0);
     const int32_t mask = static_cast<int32_t>((int64_t{1} << right) - 1);
     q.rmask = _mm256_set1_epi32(mask);
     q.rhalf = _mm256_set1_epi32(mask >> 1);
@@ -51,22 +51,32 @@ RowRequant row_requant(const QGemmArgs& a, int i) {
     q.right = _mm_cvtsi32_si128(right);
     q.sat_hi = _mm256_set1_epi32(INT32_MAX >> left);
     q.sat_lo = _mm256_set1_epi32(INT32_MIN >> left);
+    // As in the AVX-512 kernel: floor, or nearest with lo >= z_out (fused ReLU), is
+    // floor((x*q31 + round) / 2^(31+right)). AVX2 has no 64-bit arithmetic shift, so 2^62 is
+    // added first (x*q31 > -2^62, so the sum is positive and below 2^63), shifted logically,
+    // and 2^(62-31-right) subtracted again (modulo 2^32 on the low dword).
+    q.one_shift = !nearest || p.lo >= p.z_out;
+    const int64_t round = !nearest ? 0 : (int64_t{1} << 30) + (right > 0 ? int64_t{1} << (30 + right) : 0);
+    q.round64 = _mm256_set1_epi64x(round + (int64_t{1} << 62));
+    q.unbias = _mm256_set1_epi32(static_cast<int32_t>(static_cast<uint32_t>(int64_t{1} << (31 - right))));
+    q.shift64 = _mm_cvtsi32_si128(31 + right);
   } else if (a.variant == RequantVariant::float_nearest || a.variant == RequantVariant::float_floor) {
     q.scale = _mm256_set1_ps(p.scale[i]);
   }
   return q;
 }
 
-// requant of 8 accumulators (bias added) to clamped u8 values held in int32 lanes.
+// requant(acc) of 8 accumulators (bias added), without z_out; the caller clamps.
 LOWBIT_INLINE __m256i requant8(__m256i v, const RowRequant& q, RequantVariant variant) {
   if (variant == RequantVariant::float_nearest || variant == RequantVariant::float_floor) {
-    // Clamping before rounding equals rounding before clamping: the bounds are integers.
+    // Clamping to [lo - z, hi - z] before rounding equals rounding before clamping (integer
+    // bounds) and keeps the conversion in range.
     __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(v), q.scale);
     f = _mm256_min_ps(_mm256_max_ps(f, q.flo), q.fhi);
     f = variant == RequantVariant::float_nearest
             ? _mm256_round_ps(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
             : _mm256_round_ps(f, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-    return _mm256_add_epi32(_mm256_cvttps_epi32(f), q.z);  // f is integral: exact conversion
+    return _mm256_cvttps_epi32(f);  // f is integral: exact conversion
   }
   if (q.has_left) {  // x * 2^left saturated to int32
     const __m256i over = _mm256_cmpgt_epi32(v, q.sat_hi);
@@ -75,82 +85,107 @@ LOWBIT_INLINE __m256i requant8(__m256i v, const RowRequant& q, RequantVariant va
     v = _mm256_blendv_epi8(v, _mm256_set1_epi32(INT32_MAX), over);
     v = _mm256_blendv_epi8(v, _mm256_set1_epi32(INT32_MIN), under);
   }
-  // srdhm = (x*q31 + 2^30) >> 31 (requant_ref.h); bits 31..62 of the 64-bit sum are the result,
-  // so the logical 64-bit shift (AVX2 has no arithmetic one) is exact.
-  __m256i even = _mm256_add_epi64(_mm256_mul_epi32(v, q.q31), q.nudge);
-  __m256i odd = _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(v, 32), q.q31), q.nudge);
-  even = _mm256_srli_epi64(even, 31);
-  odd = _mm256_slli_epi64(odd, 1);
-  v = _mm256_blend_epi32(even, odd, 0xAA);
-  if (variant == RequantVariant::fixedpoint) {  // rounding divide by 2^right, ties away from 0
-    const __m256i rem = _mm256_and_si256(v, q.rmask);
-    const __m256i thr = _mm256_add_epi32(q.rhalf, _mm256_srli_epi32(v, 31));
-    const __m256i up = _mm256_cmpgt_epi32(rem, thr);  // -1 where rounding up
-    v = _mm256_sub_epi32(_mm256_sra_epi32(v, q.right), up);
-  } else {
-    v = _mm256_sra_epi32(v, q.right);
+  __m256i even = _mm256_mul_epi32(v, q.q31);
+  __m256i odd = _mm256_mul_epi32(_mm256_srli_epi64(v, 32), q.q31);
+  if (q.one_shift) {
+    even = _mm256_srl_epi64(_mm256_add_epi64(even, q.round64), q.shift64);
+    odd = _mm256_srl_epi64(_mm256_add_epi64(odd, q.round64), q.shift64);
+    return _mm256_sub_epi32(_mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA), q.unbias);
   }
-  v = _mm256_min_epi32(_mm256_max_epi32(v, q.lo_rel), q.hi_rel);
-  return _mm256_add_epi32(v, q.z);
+  // srdhm = (x*q31 + 2^30) >> 31 (requant_ref.h); bits 31..62 of the 64-bit sum are the result,
+  // so the logical 64-bit shift is exact.
+  even = _mm256_srli_epi64(_mm256_add_epi64(even, q.nudge), 31);
+  odd = _mm256_slli_epi64(_mm256_add_epi64(odd, q.nudge), 1);
+  v = _mm256_blend_epi32(even, odd, 0xAA);
+  // rounding divide by 2^right, ties away from zero
+  const __m256i rem = _mm256_and_si256(v, q.rmask);
+  const __m256i thr = _mm256_add_epi32(q.rhalf, _mm256_srli_epi32(v, 31));
+  const __m256i up = _mm256_cmpgt_epi32(rem, thr);  // -1 where rounding up
+  return _mm256_sub_epi32(_mm256_sra_epi32(v, q.right), up);
 }
 
-// Low byte of each int32 lane (values 0..255) into the low 8 bytes.
-LOWBIT_INLINE __m128i pack8(__m256i v) {
-  const __m256i pick = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
-                                        0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
-  v = _mm256_shuffle_epi8(v, pick);
-  v = _mm256_permutevar8x32_epi32(v, _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1));
-  return _mm256_castsi256_si128(v);
+// 16 values of requant(acc) -> clamp(z_out + v, lo, hi) as bytes in order. Exact for any int32
+// v: packssdw saturates to int16, paddsw adds z_out saturating, packuswb saturates to [0, 255],
+// and lo, hi lie inside [0, 255].
+LOWBIT_INLINE __m128i clamp_pack16(__m256i v0, __m256i v1, __m256i z16, __m128i lo8, __m128i hi8) {
+  const __m256i a = _mm256_adds_epi16(_mm256_packs_epi32(v0, v1), z16);
+  // per 128-bit lane: [v0 0..3, v1 0..3] | [v0 4..7, v1 4..7] as bytes in dwords 0, 1 | 4, 5
+  const __m256i u = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(a, a), _mm256_setr_epi32(0, 4, 1, 5, 0, 0, 0, 0));
+  return _mm_min_epu8(_mm_max_epu8(_mm256_castsi256_si128(u), lo8), hi8);
 }
 
-// Offset of output column j within a row (see QGemmArgs).
+// Offset within an output row of column j (see QGemmArgs).
 LOWBIT_INLINE int64_t column_offset(const QGemmArgs& a, int j) {
   const int p = a.cols_per_image;
   return p <= 0 ? j : int64_t{j / p} * a.ldc_image + j % p;
 }
 
-// Adds bias_eff and writes rows i0..i0+rows-1, columns j0..j0+cols-1 of a tile held in buf
-// (row r at buf + 16*r, columns in order).
+// Copies `count` elements of `elem_size` bytes for columns j0.. of one output row from tmp,
+// one contiguous segment per image they touch.
+LOWBIT_INLINE void store_segments(const QGemmArgs& a, void* row, const void* tmp, int elem_size, int j0, int count) {
+  const int p = a.cols_per_image;
+  if (p == 1) {  // batch-major output (logits): a strided column
+    for (int t = 0; t < count; ++t)
+      std::memcpy(static_cast<char*>(row) + (j0 + t) * a.ldc_image * elem_size,
+                  static_cast<const char*>(tmp) + t * elem_size, static_cast<size_t>(elem_size));
+    return;
+  }
+  for (int t = 0; t < count;) {
+    const int j = j0 + t, col = p <= 0 ? j : j % p;
+    const int len = p <= 0 ? count : (count - t < p - col ? count - t : p - col);
+    std::memcpy(static_cast<char*>(row) + column_offset(a, j) * elem_size, static_cast<const char*>(tmp) + t * elem_size,
+                static_cast<size_t>(len) * elem_size);
+    t += len;
+  }
+}
+
+// Adds bias_eff and writes rows i0..i0+rows-1, columns j0..j0+cols-1 (cols <= 16) of a tile held
+// in buf (row r at buf + 16*r, columns in order).
 __attribute__((noinline)) void finish_tile(const QGemmArgs& a, const int32_t* buf, int i0, int rows,
                                            int j0, int cols) {
-  const bool divide =
-      a.variant == RequantVariant::divide_nearest || a.variant == RequantVariant::divide_floor;
-  RowRequant q[2];
-  if (!a.c_i32 && !divide)
-    for (int r = 0; r < rows; ++r) q[r] = row_requant(a, i0 + r);
-  for (int c = 0; c < cols; c += 8) {
-    const int j = j0 + c, count = cols - c < 8 ? cols - c : 8;
-    // Columns j..j+count-1 are contiguous unless they cross an image boundary.
-    const int p = a.cols_per_image;
-    const bool contiguous = p <= 0 || j % p + count <= p;
-    const int64_t off = column_offset(a, j);
-    for (int r = 0; r < rows; ++r) {
-      const int i = i0 + r;
-      const __m256i v = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(buf + r * 16 + c)),
-                                         _mm256_set1_epi32(a.bias[i]));
-      alignas(32) int32_t vi[8];
-      alignas(16) uint8_t o[16];
-      if (a.c_i32) {
-        int32_t* row = a.c_i32 + int64_t{i} * a.ldc;
-        if (count == 8 && contiguous) {
-          _mm256_storeu_si256(reinterpret_cast<__m256i*>(row + off), v);
-        } else {
-          _mm256_store_si256(reinterpret_cast<__m256i*>(vi), v);
-          for (int t = 0; t < count; ++t) row[contiguous ? off + t : column_offset(a, j + t)] = vi[t];
-        }
-        continue;
-      }
-      if (divide) {  // scalar, exact: no SIMD integer division
-        _mm256_store_si256(reinterpret_cast<__m256i*>(vi), v);
-        for (int t = 0; t < count; ++t) o[t] = requantize_ref(vi[t], *a.rq, a.variant, i);
+  const int p = a.cols_per_image;
+  const bool contiguous = p <= 0 || j0 % p + cols <= p;  // no image boundary inside
+  const int64_t off = column_offset(a, j0);
+  for (int r = 0; r < rows; ++r) {
+    const int i = i0 + r;
+    const __m256i bias = _mm256_set1_epi32(a.bias[i]);
+    __m256i v0 = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(buf + r * 16)), bias);
+    __m256i v1 = _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(buf + r * 16 + 8)), bias);
+    if (a.c_i32) {
+      int32_t* row = a.c_i32 + int64_t{i} * a.ldc;
+      if (contiguous && cols == 16) {
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(row + off), v0);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(row + off + 8), v1);
       } else {
-        _mm_store_si128(reinterpret_cast<__m128i*>(o), pack8(requant8(v, q[r], a.variant)));
+        alignas(32) int32_t tmp[16];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), v0);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(tmp + 8), v1);
+        store_segments(a, row, tmp, 4, j0, cols);
       }
-      uint8_t* row = a.c_u8 + int64_t{i} * a.ldc;
-      if (contiguous)
-        std::memcpy(row + off, o, static_cast<size_t>(count));
-      else
-        for (int t = 0; t < count; ++t) row[column_offset(a, j + t)] = o[t];
+      continue;
+    }
+    __m128i bytes;
+    if (a.variant == RequantVariant::divide_nearest || a.variant == RequantVariant::divide_floor) {
+      alignas(32) int32_t vi[16];  // scalar, exact: no SIMD integer division
+      alignas(16) uint8_t o[16];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(vi), v0);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(vi + 8), v1);
+      for (int t = 0; t < 16; ++t) o[t] = requantize_ref(vi[t], *a.rq, a.variant, i);
+      bytes = _mm_load_si128(reinterpret_cast<const __m128i*>(o));
+    } else {
+      const RowRequant q = row_requant(a, i);
+      const RequantParams& rp = *a.rq;
+      bytes = clamp_pack16(requant8(v0, q, a.variant), requant8(v1, q, a.variant),
+                           _mm256_set1_epi16(static_cast<int16_t>(rp.z_out)),
+                           _mm_set1_epi8(static_cast<char>(rp.lo)), _mm_set1_epi8(static_cast<char>(rp.hi)));
+    }
+    uint8_t* row = a.c_u8 + int64_t{i} * a.ldc;
+    if (contiguous && cols == 16) {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(row + off), bytes);
+    } else {
+      alignas(16) uint8_t tmp[16];
+      _mm_store_si128(reinterpret_cast<__m128i*>(tmp), bytes);
+      store_segments(a, row, tmp, 1, j0, cols);
     }
   }
 }
@@ -189,7 +224,7 @@ LOWBIT_INLINE void tile(const QGemmArgs& a, const int NCH, int i0, int rows, int
 
   // Fold pair sums: hadd(chunk c, chunk c+1) = [c.0 c.1 d.0 d.1 | c.2 c.3 d.2 d.3], then put the
   // 64-bit quarters in order 0 2 1 3: 8 consecutive columns.
-  alignas(32) int32_t buf[2 * 16];
+  alignas(32) int32_t buf[2 * 16] = {};
 #pragma GCC unroll 8
   for (int c = 0; c < NCH; c += 2) {
     const __m256i z = _mm256_setzero_si256();

@@ -6,9 +6,11 @@
 // channels) and one output row y, each tap reads one input row (or a constant: the pad value for
 // rows outside the image, 0 for k >= K). With stride 1 the tap's row is read contiguously, so 16
 // output columns are four 16-byte loads interleaved byte-wise (punpck*bw, then punpck*wd) into
-// 64 packed bytes. Columns whose taps fall into the left/right padding, and strides > 1, take
-// the scalar path. Output rows narrower than 16 use full steps that overrun into positions of
-// the packed matrix written later (never outside it).
+// 64 packed bytes. Three paths: a kernel covering the whole image (LeNet's conv3) is a plain
+// pack; stride 1 without padding (conv1, conv2) has a lean loop; otherwise columns whose taps
+// fall into the left/right padding, and strides > 1, take the scalar path. Output rows narrower
+// than 16 use full steps that overrun into positions of the packed matrix written later (never
+// outside it).
 #include <immintrin.h>
 
 #include "kernels/qkernels.h"
@@ -82,6 +84,11 @@ void im2col_stride1_nopad(const QIm2colArgs& a) {
 }  // namespace
 
 void qim2col_u8__avx2(const QIm2colArgs& a) {
+  if (a.pad == 0 && a.kh == a.h && a.kw == a.w && a.in_cstride == int64_t{a.h} * a.w) {
+    // The kernel covers the image (conv3): X(k, b) = in[b * in_bstride + k], a plain pack.
+    qpack_u8__avx2(a.in, 1, a.in_bstride, a.c * a.kh * a.kw, a.nb, a.out);
+    return;
+  }
   if (a.stride == 1 && a.pad == 0) {
     im2col_stride1_nopad(a);
     return;

@@ -2,9 +2,8 @@
 // kernels/qkernels.h). Not here: im2col, threading, the other ISAs.
 //
 // Micro-kernel: 6 (or 4) rows of W times 64 columns of packed X (four zmm of 16 columns x 4 k).
-// Per k-block of 4: four 64-byte loads of X, one 32-bit broadcast of W per row (folded into
-// vpdpbusd as {1to16}), 24 (or 16) vpdpbusd into independent accumulators: PERFORMANCE.md wants
-// 12+ in flight. vpdpbusd (u8 x s8, four products summed into s32) is exact and wraps like the
+// Per k-block of 4: four 64-byte loads of X, one 32-bit broadcast of W per row, 24 (or 16)
+// vpdpbusd into independent accumulators: PERFORMANCE.md wants 12+ in flight. vpdpbusd (u8 x s8, four products summed into s32) is exact and wraps like the
 // reference's modulo-2^32 sum. Rows: 6 fits conv1 (M=6), conv3 (120) and fc1 (84); M=16 runs
 // as 6+6+4 and M=10 as 6+4. Columns: a tile covers 1-4 zmm chunks, the last one masked, so a
 // ragged N wastes at most 15 columns. Rows past M are computed from row 0 and not stored.

@@ -1,0 +1,154 @@
+// Fake quantization and its straight-through estimators (src/train/fake_quant.cpp) against their
+// definitions (ALGORITHMS.md "Straight-through estimators"; Esser et al. 2020 for LSQ): the forward
+// equals quant.h's quantize-then-dequantize for every value, ties and clamps included; identity
+// passes every gradient; clipped zeroes it exactly where the forward clamped; LSQ's step gradient on
+// a small case worked by hand.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "lowbit/qat.h"
+
+namespace lowbit {
+namespace {
+
+QParams make_qp(float scale, int32_t z, int bits, bool narrow = false) {
+  QParams qp;
+  qp.scale = scale, qp.zero_point = z, qp.bits = bits, qp.narrow = narrow;
+  qp.scheme = z == 0 ? Scheme::Symmetric : Scheme::Affine;
+  return qp;
+}
+
+TEST(FakeQuant, ForwardEqualsQuantizeThenDequantize) {
+  // Values on a fine grid (many exact ties x / s = k + 0.5 among them), beyond both clamps, huge.
+  std::vector<float> x;
+  for (int i = -400; i <= 400; ++i) x.push_back(static_cast<float>(i) * 0.0625f);
+  for (float v : {1e6f, -1e6f, 3e38f, -3e38f, 0.0f, -0.0f}) x.push_back(v);
+  const QParams cases[] = {make_qp(0.25f, 0, 4, true), make_qp(0.25f, 0, 4), make_qp(0.125f, 3, 4),
+                           make_qp(2.0f / 255, 0, 8), make_qp(0.03f, -128, 8), make_qp(0.5f, 1, 2),
+                           make_qp(0.1f, -5, 6)};
+  for (const QParams& qp : cases) {
+    std::vector<float> out(x.size()), out2(x.size());
+    float mn = 0, mx = 0;
+    fake_quant_forward(x.data(), static_cast<int64_t>(x.size()), fake_quant_args(qp), out.data());
+    fake_quant_forward_minmax(x.data(), static_cast<int64_t>(x.size()), fake_quant_args(qp), out2.data(), &mn, &mx);
+    for (size_t i = 0; i < x.size(); ++i) {
+      const float want = fake_quantize(x[i], qp, Rounding::Nearest);
+      ASSERT_EQ(out[i], want) << "x=" << x[i] << " scale=" << qp.scale << " z=" << qp.zero_point << " bits=" << qp.bits
+                              << " narrow=" << qp.narrow << " index " << i;
+      ASSERT_EQ(out2[i], want) << "minmax variant, x=" << x[i] << " index " << i;
+    }
+    EXPECT_EQ(mn, -3e38f);
+    EXPECT_EQ(mx, 3e38f);
+  }
+}
+
+TEST(FakeQuant, TiesGoToEvenAsTheEngine) {
+  // s = 1, z = 0, 8 bits: 0.5 -> 0, 1.5 -> 2, 2.5 -> 2, -0.5 -> 0, -1.5 -> -2 (DESIGN.md section 3).
+  const float x[] = {0.5f, 1.5f, 2.5f, -0.5f, -1.5f, 126.5f, 127.5f, -128.5f};
+  const float want[] = {0, 2, 2, 0, -2, 126, 127, -128};
+  float out[8];
+  fake_quant_forward(x, 8, fake_quant_args(make_qp(1.0f, 0, 8)), out);
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(out[i], want[i]) << "x=" << x[i];
+}
+
+TEST(FakeQuant, MinMaxOverOddLengths) {
+  for (int n : {1, 7, 8, 9, 17}) {
+    std::vector<float> x(static_cast<size_t>(n)), out(static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) x[size_t(i)] = static_cast<float>((i * 37) % 11) - 5.0f + 0.01f * static_cast<float>(i);
+    float want_mn = x[0], want_mx = x[0];
+    for (float v : x) want_mn = std::min(want_mn, v), want_mx = std::max(want_mx, v);
+    float mn, mx;
+    fake_quant_forward_minmax(x.data(), n, fake_quant_args(make_qp(0.1f, 0, 8)), out.data(), &mn, &mx);
+    EXPECT_EQ(mn, want_mn) << "n=" << n;
+    EXPECT_EQ(mx, want_mx) << "n=" << n;
+  }
+}
+
+TEST(Ste, IdentityPassesEverything) {
+  const float dy[] = {1, -2, 3, 0.5f, 7};
+  float dx[5];
+  fake_quant_backward_identity(dy, 5, dx);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(dx[i], dy[i]);
+}
+
+TEST(Ste, ClippedZeroExactlyWhereClamped) {
+  // s = 0.5, z = 0, 4 bits: q = round(x / s) must lie in [-8, 7].
+  // x / s:        -10   -8.2  -7.8   0.4   7.2   7.6   20    -8.5 (tie -> -8: inside)  7.5 (tie -> 8: clamped)
+  const float x[] = {-5.0f, -4.1f, -3.9f, 0.2f, 3.6f, 3.8f, 10.0f, -4.25f, 3.75f};
+  const float keep[] = {0, 1, 1, 1, 1, 0, 0, 1, 0};
+  const float dy[] = {1.5f, -2, 3, 4, 5, 6, 7, 8, 9};
+  float dx[9];
+  const FakeQuantArgs a = fake_quant_args(make_qp(0.5f, 0, 4));
+  fake_quant_backward_clipped(x, dy, 9, a, dx);
+  for (int i = 0; i < 9; ++i) EXPECT_EQ(dx[i], dy[i] * keep[i]) << "x=" << x[i] << " index " << i;
+  // The definition, checked on a dense grid with an affine zero point: the gradient passes iff the
+  // forward did not clamp, i.e. iff fake quantization is locally x_hat = s * round(x / s).
+  const QParams qp = make_qp(0.2f, -3, 3);  // q in [-4, 3], x / s in [-1, 6] before clamping
+  for (int i = -100; i <= 100; ++i) {
+    const float xv = static_cast<float>(i) * 0.0173f, g = 1.0f;
+    float d;
+    fake_quant_backward_clipped(&xv, &g, 1, fake_quant_args(qp), &d);
+    const float unclamped = std::nearbyint(xv / qp.scale) + static_cast<float>(qp.zero_point);
+    const bool inside = unclamped >= -4 && unclamped <= 3;
+    EXPECT_EQ(d, inside ? 1.0f : 0.0f) << "x=" << xv;
+  }
+}
+
+TEST(Ste, LsqStepGradientWorkedByHand) {
+  // s = 0.5, z = 0, 3 bits: qmin = -4, qmax = 3. v = x / s:
+  //   x      -3.0   -1.1   0.3   0.9   1.6   2.0
+  //   v      -6.0   -2.2   0.6   1.8   3.2   4.0
+  //   dxh/ds -4     0.2    0.4   0.2   3     3      (round(v) - v inside; qmin, qmax at the clamps)
+  //   dx/dy   0     1      1     1     0     0
+  const float x[] = {-3.0f, -1.1f, 0.3f, 0.9f, 1.6f, 2.0f};
+  const float dy[] = {0.5f, -1.0f, 2.0f, 1.0f, 0.25f, -0.5f};
+  float dx[6];
+  const double sum = fake_quant_backward_lsq(x, dy, 6, fake_quant_args(make_qp(0.5f, 0, 3)), dx);
+  // 0.5*(-4) + (-1)(0.2) + 2(0.4) + 1(0.2) + 0.25(3) + (-0.5)(3) = -2 - 0.2 + 0.8 + 0.2 + 0.75 - 1.5
+  EXPECT_NEAR(sum, -1.95, 1e-6);
+  const float keep[] = {0, 1, 1, 1, 0, 0};
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(dx[i], dy[i] * keep[i]) << "index " << i;
+  // With a zero point z = 2 (affine, 3 bits): L = qmin - z = -6, U = qmax - z = 1.
+  //   v = -6.0 -> L = -6 (at the clamp), -2.2 -> 0.2, 0.6 -> 0.4, 1.8 -> U = 1, 3.2 -> 1, 4.0 -> 1
+  const double sz = fake_quant_backward_lsq(x, dy, 6, fake_quant_args(make_qp(0.5f, 2, 3)), dx);
+  // 0.5(-6) + (-1)(0.2) + 2(0.4) + 1(1) + 0.25(1) + (-0.5)(1) = -3 - 0.2 + 0.8 + 1 + 0.25 - 0.5
+  EXPECT_NEAR(sz, -1.65, 1e-6);
+  const float keepz[] = {0, 1, 1, 0, 0, 0};
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(dx[i], dy[i] * keepz[i]) << "z = 2, index " << i;
+  // The gradient scale: g = 1 / sqrt(N * qmax) = 1 / sqrt(6 * 3).
+  EXPECT_NEAR(lsq_grad_scale(6, 3), 1.0 / std::sqrt(18.0), 1e-7);
+  EXPECT_NEAR(lsq_grad_scale(4704, 7), 1.0 / std::sqrt(4704.0 * 7.0), 1e-9);
+}
+
+TEST(Ste, LsqInsideEqualsFiniteDifferenceOfTheSteSurrogate) {
+  // Inside the range LSQ differentiates s * round(x / s) treating round as the identity: the
+  // derivative of s * r(x / s) with r'(v) = 1 is r(v) - v. Check against a central difference of
+  // the surrogate s * (round(v0) + (x / s - v0)), round frozen at v0 = x / s0.
+  const float s0 = 0.37f;
+  for (float xv : {-0.9f, -0.2f, 0.05f, 0.61f, 1.0f}) {
+    const double v0 = xv / static_cast<double>(s0), r0 = std::nearbyint(v0);
+    auto surrogate = [&](double s) { return s * (r0 + (xv / s - v0)); };
+    const double h = 1e-6, fd = (surrogate(s0 + h) - surrogate(s0 - h)) / (2 * h);
+    const float g = 1.0f;
+    float d;
+    const double got = fake_quant_backward_lsq(&xv, &g, 1, fake_quant_args(make_qp(s0, 0, 4)), &d);
+    EXPECT_NEAR(got, fd, 1e-5) << "x=" << xv;
+  }
+}
+
+TEST(Ste, ParseNamesTheFlag) {
+  EXPECT_EQ(parse_ste("identity"), Ste::Identity);
+  EXPECT_EQ(parse_ste("clipped"), Ste::Clipped);
+  EXPECT_EQ(parse_ste("lsq"), Ste::Lsq);
+  try {
+    parse_ste("pact");
+    FAIL() << "expected an Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--ste"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace lowbit
