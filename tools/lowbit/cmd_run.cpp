@@ -145,7 +145,7 @@ void on_sigint(int) { g_interrupted = 1; }
 struct Runner {
   Json cfg;
   std::string out_dir;
-  bool quiet;
+  bool quiet = false;
   Json results;
   std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
   Sequential fp32;
@@ -187,6 +187,7 @@ struct Runner {
       fp32 = load_model(cfg["model"]);
       double acc = evaluate(fp32, test_set);
       results["training"] = {{"loaded_from", cfg["model"]}, {"test_accuracy", acc}, {"epochs", Json::array()}};
+      results["fp32_model_bytes"] = std::filesystem::file_size(cfg["model"].get<std::string>());
       say(fmt::format("loaded {}: test accuracy {:.2f}%", cfg["model"].get<std::string>(), 100 * acc));
       return;
     }
@@ -212,24 +213,49 @@ struct Runner {
                            {"images_per_second", secs > 0 ? static_cast<double>(train_set.size()) * static_cast<double>(epochs.size()) / secs : 0.0},
                            {"seconds", secs}};
     save_model(out_dir + "/lenet5.safetensors", fp32, cfg["train"]);
+    results["fp32_model_bytes"] = std::filesystem::file_size(out_dir + "/lenet5.safetensors");
     if (g_interrupted) skip("training epochs after " + std::to_string(epochs.size()));
+  }
+
+  // The name of the FP32 activation a quantized op's output stands for (after its fused ReLU).
+  std::string activation_name(const QOp& op) {
+    for (size_t i = 0; i < fp32.size(); ++i)
+      if (fp32.name(i) == op.name) return op.relu && i + 1 < fp32.size() ? fp32.name(i + 1) : op.name;
+    return op.name;
   }
 
   void stats() {
     Tensor x = first_images(train_set, cfg["stats"]["samples"]);
     ModelStats ms = model_stats(fp32, x, cfg["stats"]["bins"]);
-    Json j = stats_json(ms);
-    // Each calibrator's 8-bit threshold on every activation, for the histograms' markers.
+    // Each calibrator's 8-bit clip threshold on every calibrated activation, for the histograms.
+    Json thresholds = Json::object();
     PtqConfig pc;
     for (const auto& name : cfg["ptq"]["calibrators"]) {
       pc.calibrator = parse_calibrator(name.get<std::string>());
       QModel q = quantize_model(fp32, x, pc);
+      thresholds["input"][name.get<std::string>()] = q.input.scale * static_cast<float>(q.input.qmax() - q.input.zero_point);
       for (const QOp& op : q.ops)
-        if (op.weighted()) j["thresholds"][op.name][name.get<std::string>()] = op.out.scale * (op.out.qmax() - op.out.zero_point);
+        if (op.weighted())
+          thresholds[activation_name(op)][name.get<std::string>()] = op.out.scale * static_cast<float>(op.out.qmax() - op.out.zero_point);
     }
-    results["stats"] = j;
-    say(fmt::format("statistics of {} weight tensors and {} activations over {} images", ms.weights.size(),
-                    ms.activations.size(), ms.samples));
+    Json tensors = Json::array();
+    auto add = [&](const TensorStats& t, const char* kind) {
+      Json j = {{"name", t.name}, {"kind", kind}, {"min", t.min}, {"max", t.max}, {"mean", t.mean}, {"std", t.std},
+                {"sigma3_lo", t.sigma3_lo()}, {"sigma3_hi", t.sigma3_hi()},
+                {"larger", t.sigma3_larger() ? "3-sigma" : "actual"},
+                {"hist", {{"lo", t.hist.lo}, {"hi", t.hist.hi}, {"counts", t.hist.counts}}}};
+      if (thresholds.contains(t.name)) j["thresholds"] = thresholds[t.name];
+      tensors.push_back(j);
+    };
+    for (const TensorStats& t : ms.weights) add(t, "weight");
+    for (const TensorStats& t : ms.activations) add(t, "activation");
+    results["stats"] = {{"samples", ms.samples}, {"tensors", tensors}};
+    for (const TensorStats& t : ms.weights)
+      say(fmt::format("  {:<14} actual [{:+.3f}, {:+.3f}]  3-sigma [{:+.3f}, {:+.3f}]  ({} is larger)", t.name, t.min, t.max,
+                      t.sigma3_lo(), t.sigma3_hi(), t.sigma3_larger() ? "3-sigma" : "actual"));
+    for (const TensorStats& t : ms.activations)
+      say(fmt::format("  {:<14} actual [{:+.3f}, {:+.3f}]  3-sigma [{:+.3f}, {:+.3f}]  ({} is larger)", t.name, t.min, t.max,
+                      t.sigma3_lo(), t.sigma3_hi(), t.sigma3_larger() ? "3-sigma" : "actual"));
   }
 
   // One PTQ configuration: quantize, evaluate in the engine and in the simulation, keep the figures.
@@ -396,7 +422,8 @@ void run_main(const RunOpts& o) {
   std::filesystem::create_directories(o.out);
   if (access(o.out.c_str(), W_OK) != 0) throw Error("--out " + o.out + ": folder is not writable");
   set_threads(cfg["threads"]);
-  Runner r{cfg, o.out, o.quiet, Json::object()};
+  Runner r;
+  r.cfg = cfg, r.out_dir = o.out, r.quiet = o.quiet;
   r.results = {{"lowbit", {{"version", "0.1"}, {"isa", isa_name(kernels().isa)}, {"threads", threads()}}},
                {"config", cfg}, {"skipped", Json::array()}, {"ptq", Json::array()}, {"qat", Json::array()},
                {"sqnr", Json::array()}, {"bench", Json::array()}};
@@ -413,7 +440,6 @@ void run_main(const RunOpts& o) {
     throw Error("interrupted before a model was trained; nothing else to do");
   }
   r.results["fp32_accuracy"] = r.results["training"]["test_accuracy"];
-  r.results["fp32_model_bytes"] = 0;
   r.results["summary"] = summary_json(summarize(r.fp32));
   if (!o.quiet) std::fputs(("\n" + format_summary(summarize(r.fp32))).c_str(), stdout);
   r.section("statistics", cfg["stats"]["enabled"], [&] { r.stats(); });
