@@ -7,13 +7,14 @@
 //
 // The training graph, for an engine-compatible Sequential (Conv2d/Linear [+ ReLU], 2x2 pooling,
 // Flatten, no ReLU on the last weighted layer):
-//   input -> FQ(input) -> conv1(FQ_w(W1), FQ_b(b1)) -> ReLU -> FQ(act1) -> pool -> ... -> fcN -> logits
+//   input -> FQ(input) -> conv1(FQ_w(W1), FQ_b(b1)) -> ReLU -> FQ(act1) -> pool -> ... -> fcN -> DQ -> logits
 // FQ(x) = s * (clamp(R(x / s) + z, qmin, qmax) - z) with the activation's per-tensor affine
 // parameters and R the engine's rounding at that point (FakeQuantArgs: nearest-even at the input,
-// the fixed-point requantization's double rounding after a layer); FQ_w uses symmetric narrow-range weights (z = 0, [-qmax, qmax]) per tensor or per
-// output channel, recomputed from the float master weights every step; FQ_b rounds the bias to
-// int32 units of s_w * s_in. The last layer's output is not quantized: its float result equals the
-// engine's int32 accumulators times s_w * s_in (the dequantize step at the output).
+// the fixed-point requantization's double rounding after a layer); FQ_w uses symmetric
+// narrow-range weights (z = 0, [-qmax, qmax]) per tensor or per output channel, recomputed from
+// the float master weights every step; FQ_b rounds the bias to int32 units of s_w * s_in. The last layer's output is not requantized: DQ rounds it to the
+// grid of the engine's int32 accumulators times s_w * s_in (the dequantize step at the output;
+// identity backward), so that even exact ties between classes match the engine's.
 #pragma once
 
 #include <cstdint>

@@ -10,6 +10,7 @@
 // nearest integer with ties to even under the default rounding mode, which is exactly
 // quant_round(v, Nearest) (std::nearbyint) and the engine's round_half_even. floor comes from it
 // as r - (r > y). Plain expressions, so the loops vectorize (SSE2 has no round instruction).
+#include <algorithm>
 #include <cmath>
 
 #include <fmt/format.h>
@@ -24,14 +25,18 @@ constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
 constexpr int kLanes = 8;              // independent accumulators: vectorizable reductions
 
 inline float round_small(float v) { return (v + kMagic) - kMagic; }
+// floor(y) = r - [r > y] with r = round(y); the indicator as min(1, max(0, (r - y) * 2^126)), since
+// r - y is 0 or at least an ulp of y (>= 2^-126 for every |y| >= 2^-102, and floor(y) of smaller
+// y > 0 is 0 anyway): min/max vectorize, while a compare-select does not under -ftrapping-math.
 inline float floor_small(float y) {
   const float r = round_small(y);
-  return r > y ? r - 1.0f : r;
+  return r - std::min(1.0f, std::max(0.0f, (r - y) * 0x1p126f));
 }
-inline float clampf(float v, float lo, float hi) { return v < lo ? lo : (v > hi ? hi : v); }
+inline float clampf(float v, float lo, float hi) { return std::min(std::max(v, lo), hi); }
 
-// The engine's fixed-point requantization rounding of v (qat.h): floor(v + 1/2 +- e).
-inline float round_fixedpoint(float v, float e) { return floor_small(v + (v >= 0.0f ? 0.5f + e : 0.5f - e)); }
+// The engine's fixed-point requantization rounding of v (qat.h): floor(v + 1/2 +- e), the sign of
+// e that of v (copysign: -0 rounds like +0, both give 0).
+inline float round_fixedpoint(float v, float e) { return floor_small(v + (0.5f + std::copysign(e, v))); }
 
 // What the forward rounds with; `fp` false = nearest even.
 struct Rounder {
@@ -127,6 +132,7 @@ void fake_quant_backward_clipped(const float* x, const float* dy, int64_t n, con
 }
 
 // LSQ (Esser et al. 2020, eq. 3): the range test is on v = x / s itself, not on its rounding.
+// Every candidate is computed, then selected, so that the loop vectorizes.
 double fake_quant_backward_lsq(const float* x, const float* dy, int64_t n, const FakeQuantArgs& a, float* dx) {
   const float s = a.scale;
   const float lo = static_cast<float>(a.qmin - a.zero_point), hi = static_cast<float>(a.qmax - a.zero_point);
@@ -139,7 +145,8 @@ double fake_quant_backward_lsq(const float* x, const float* dy, int64_t n, const
     const float vc = clampf(v, lo, hi);  // keeps the rounding in its small range; inside: vc = v
     const float r = rd.fp ? round_fixedpoint(vc, rd.e) : round_small(vc);
     // d(x_hat)/ds: R(v) - v inside, L = qmin - z at or below, U = qmax - z at or above.
-    const float dxs = inside ? r - v : (v <= lo ? lo : hi);
+    const float edge = v <= lo ? lo : hi;
+    const float dxs = inside ? r - v : edge;
     sum += g * dxs;
     dx[i] = inside ? g : 0.0f;
   };

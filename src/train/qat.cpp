@@ -341,6 +341,38 @@ class QatLinear : public Linear {
   WeightQuant wq;
 };
 
+// The dequantize step at the output: the engine's logits are its int32 accumulators times
+// s_w[c] * s_in, so the last layer's float output is rounded to that grid (forward only; int32
+// never clamps, so the backward is the identity). Without it, float noise would break the exact
+// ties between classes that low-bit integer accumulators often have, and the fake-quant arg-max
+// would differ from the engine's (both take the first maximum).
+class OutputDequantLayer : public Layer {
+ public:
+  explicit OutputDequantLayer(const WeightQuant* wq) : wq_(wq) {}
+  std::string type() const override { return "OutputDequant"; }
+  Shape output_shape(const Shape& in) const override { return in; }
+  using Layer::backward;
+  using Layer::forward;
+  void forward(const Tensor& in, Tensor& out, int n0, int n1) override {
+    const int64_t per = in.dim(0) ? in.numel() / in.dim(0) : 0, plane = per / wq_->oc;
+    const float s_in = wq_->in->qp.scale;
+    for (int n = n0; n < n1; ++n)
+      for (int c = 0; c < wq_->oc; ++c) {
+        const float sc = wq_->w_scale[size_t(c)] * s_in;
+        const int64_t off = n * per + c * plane;
+        for (int64_t p = 0; p < plane; ++p) out[off + p] = std::nearbyint(in[off + p] / sc) * sc;
+      }
+  }
+  void backward(const Tensor& in, const Tensor& /*out*/, const Tensor& dout, Tensor* din, int n0, int n1,
+                const std::vector<Tensor*>& /*grads*/) override {
+    const int64_t per = in.dim(0) ? in.numel() / in.dim(0) : 0;
+    if (din) fake_quant_backward_identity(dout.data() + n0 * per, (n1 - n0) * per, din->data() + n0 * per);
+  }
+
+ private:
+  const WeightQuant* wq_;
+};
+
 // Range [lo, hi] that affine parameters qp represent: s * (qmin - z) .. s * (qmax - z).
 void range_of(const QParams& qp, float& lo, float& hi) {
   lo = qp.scale * static_cast<float>(qp.qmin() - qp.zero_point);
@@ -482,6 +514,8 @@ QatNetwork::QatNetwork(Sequential fp32, const Tensor& calib_images, const QatCon
           cur = w.out;
           if (!op.relu) net.add(std::make_unique<FakeQuantLayer>(w.out, false), name + ".fq");
           // with ReLU: the quantizer goes after the ReLU layer (above), which comes next
+        } else {
+          net.add(std::make_unique<OutputDequantLayer>(wq), name + ".dequant");
         }
         im.weighted.push_back(w);
       } else {

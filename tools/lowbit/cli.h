@@ -27,6 +27,7 @@ void check_output_path(const std::string& path, const std::string& flag);
 void add_train_commands(CLI::App& app);  // train, eval, summary
 void add_bench_command(CLI::App& app);
 void add_run_command(CLI::App& app);
+void add_analyze_command(CLI::App& app);
 void add_qat_command(CLI::App&);
 void add_quantize_command(CLI::App& app);
 void add_stats_command(CLI::App& app);

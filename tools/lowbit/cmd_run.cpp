@@ -456,7 +456,48 @@ void run_main(const RunOpts& o) {
   }
 }
 
+struct AnalyzeOpts {
+  Common common;
+  std::string fp32, quantized, data = "fashion-mnist";
+  int images = 500;
+  bool no_sensitivity = false;
+};
+
+void run_analyze(const AnalyzeOpts& o) {
+  apply(o.common);
+  if (o.images <= 0) throw Error("--images must be positive");
+  Sequential m = load_model(o.fp32);
+  QModel q = load_qmodel(o.quantized);
+  Dataset test = load_split(o.data, false);
+  const int n = std::min(o.images, test.size());
+  Tensor x({n, 1, 32, 32});
+  std::copy_n(test.images.data(), x.numel(), x.data());
+  std::vector<LayerError> errs = layer_errors(m, q, x);
+  std::printf("%-10s %10s %10s   (%d test images)\n", "layer", "SQNR dB", "cosine", n);
+  for (const LayerError& e : errs) std::printf("%-10s %10.2f %10.5f\n", e.name.c_str(), e.sqnr_db, e.cosine);
+  Json j = {{"layers", layer_errors_json(errs)}, {"images", n}};
+  if (!o.no_sensitivity) {
+    std::vector<LayerSensitivity> sens = sensitivity(m, q, test);
+    std::printf("\naccuracy with only one layer quantized as in %s (FP32: %.2f%%):\n", o.quantized.c_str(), 100 * evaluate(m, test));
+    for (const LayerSensitivity& s : sens) std::printf("%-10s %8.2f%%\n", s.name.c_str(), 100 * s.accuracy);
+    j["sensitivity"] = sensitivity_json(sens);
+  }
+  write_json(o.common, j);
+}
+
 }  // namespace
+
+void add_analyze_command(CLI::App& app) {
+  auto* a = app.add_subcommand("analyze", "Per-layer SQNR and cosine of a quantized model against its FP32 source, and per-layer sensitivity");
+  static AnalyzeOpts o;
+  add_common(a, o.common);
+  a->add_option("fp32", o.fp32, "FP32 model file")->required();
+  a->add_option("quantized", o.quantized, "Quantized model file made from it")->required();
+  a->add_option("--data", o.data, "Folder with the IDX files (or 'fashion-mnist')")->capture_default_str();
+  a->add_option("--images", o.images, "Test images for the SQNR comparison")->capture_default_str();
+  a->add_flag("--no-sensitivity", o.no_sensitivity, "Skip the one-layer-at-a-time accuracy sweep");
+  a->callback([] { run_analyze(o); });
+}
 
 void add_run_command(CLI::App& app) {
   auto* r = app.add_subcommand("run", "The main job: train LeNet-5, quantize it every way, evaluate, benchmark, report");

@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "lowbit 0.1");
   lowbit::cli::add_run_command(app);
+  lowbit::cli::add_analyze_command(app);
   lowbit::cli::add_train_commands(app);
   lowbit::cli::add_bench_command(app);
   lowbit::cli::add_qat_command(app);
