@@ -5,6 +5,7 @@
 // Not here: choosing scales (quant.h calibrators; engine/quantizer.cpp), kernels (src/kernels).
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -88,7 +89,7 @@ class Engine {
   struct Impl;  // opaque: prepared ops, kernel table, per-thread buffers
 
  private:
-  Impl* impl_;
+  std::unique_ptr<Impl> impl_;  // a unique_ptr, so a constructor that throws frees it
 };
 
 // Accuracy of the engine on a dataset-like pair (images (N, ...), labels).

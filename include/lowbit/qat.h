@@ -7,7 +7,8 @@
 //
 // The training graph, for an engine-compatible Sequential (Conv2d/Linear [+ ReLU], 2x2 pooling,
 // Flatten, no ReLU on the last weighted layer):
-//   input -> FQ(input) -> conv1(FQ_w(W1), FQ_b(b1)) -> ReLU -> FQ(act1) -> pool -> ... -> fcN -> DQ -> logits
+//   input -> FQ(input) -> conv1(FQ_w(W1), FQ_b(b1)) -> FQ_relu(conv1) -> pool -> ... -> fcN -> DQ -> logits
+// (a ReLU is fused into the quantizer after it, as in the engine: clamp at the zero point)
 // FQ(x) = s * (clamp(R(x / s) + z, qmin, qmax) - z) with the activation's per-tensor affine
 // parameters and R the engine's rounding at that point (FakeQuantArgs: nearest-even at the input,
 // the fixed-point requantization's double rounding after a layer); FQ_w uses symmetric
@@ -51,28 +52,36 @@ const char* ste_name(Ste s);
 //               reproduces the engine up to float noise near those thresholds.
 // The clamp is applied to x / scale before rounding (the same thing, since R is monotone and the
 // bounds are integers), so any float input, however large, is safe.
+// relu: a ReLU fused in front of the quantizer, as the engine fuses it (lower clamp at qmin = z,
+// which fake_quant_args sets): the forward's clamp is then the ReLU, and every backward also
+// zeroes the gradient where x <= 0 (the ReLU's derivative).
 struct FakeQuantArgs {
   float scale = 1.0f;
   int32_t zero_point = 0;
   int32_t qmin = -128, qmax = 127;
   int32_t right = -1;
+  bool relu = false;
 };
-FakeQuantArgs fake_quant_args(const QParams& qp, int32_t right = -1);
+FakeQuantArgs fake_quant_args(const QParams& qp, int32_t right = -1, bool relu = false);
 
 // Forward over n values: out[i] = x_hat(x[i]). out may alias x.
 void fake_quant_forward(const float* x, int64_t n, const FakeQuantArgs& a, float* out);
-// As fake_quant_forward, also returning the min and max of x (the observer's statistics), in one pass.
+// As fake_quant_forward, also returning the min and max of x (the observer's statistics).
 void fake_quant_forward_minmax(const float* x, int64_t n, const FakeQuantArgs& a, float* out, float* xmin,
                                float* xmax);
 
+// After 2x2 average pooling of fake-quantized values x = s (q - z): the engine averages the codes
+// q of each window and rounds half away from zero; out = s (that code - z). Backward: identity.
+void fake_quant_avgpool_round(const float* x, int64_t n, const FakeQuantArgs& a, float* out);
+
 // Backward over n values, given x (the forward's input) and dy = dL/dx_hat; dx may alias dy.
-//   identity: dx = dy everywhere.
-//   clipped:  dx = dy where qmin <= R(x / s) + z <= qmax, 0 where the value was clamped.
+//   identity: dx = dy everywhere (relu: where x > 0).
+//   clipped:  dx = dy where qmin <= R(x / s) + z <= qmax (relu: and x > 0), 0 where the value was clamped.
 //   lsq:      Esser et al. 2020, eq. 3, with a zero point: with v = x / s, L = qmin - z, U = qmax - z,
 //             dx = dy where L < v < U, else 0; returns sum_i dy_i * d(x_hat_i)/ds with
 //             d(x_hat)/ds = R(v) - v where L < v < U, L where v <= L, U where v >= U.
 //             The caller multiplies the sum by the gradient scale.
-void fake_quant_backward_identity(const float* dy, int64_t n, float* dx);
+void fake_quant_backward_identity(const float* x, const float* dy, int64_t n, const FakeQuantArgs& a, float* dx);
 void fake_quant_backward_clipped(const float* x, const float* dy, int64_t n, const FakeQuantArgs& a, float* dx);
 double fake_quant_backward_lsq(const float* x, const float* dy, int64_t n, const FakeQuantArgs& a, float* dx);
 // LSQ's gradient scale g = 1 / sqrt(n * qmax): n = values per sample that one step size governs
@@ -83,12 +92,16 @@ float lsq_grad_scale(int64_t n, int32_t qmax);
 
 struct QatConfig {
   int wbits = 8, abits = 8;  // 2..8; with abc_bases > 0 the weights are stored with 8 bits (wbits must be 8)
+  // Activations: identity | clipped (default) | lsq (learned step per tensor, zero point kept from
+  // calibration). Weights: max-based steps never clamp, so identity and clipped are the same STE
+  // there; lsq learns the weight steps too (per tensor or channel), except with ABC-Net, whose
+  // gradient passes straight through to the master weights.
   Ste ste = Ste::Clipped;
   int abc_bases = 0;         // 0 = off; 1..5: ABC-Net weights, W_hat = sum_i alpha_i B_i every step
   bool per_channel = false;  // one weight scale (and ABC-Net basis set) per output channel
   int epochs = 2;
   int batch = 64;
-  float lr = 5e-3f;          // SGD, momentum below (PyTorch semantics, as train.h)
+  float lr = 2e-3f;          // SGD, momentum below (PyTorch semantics, as train.h); measured for LeNet-5
   float momentum = 0.9f;
   float weight_decay = 0.0f;
   uint64_t seed = 1;         // batch order: the same as train() with this seed

@@ -171,7 +171,7 @@ Engine::Engine(const QModel& q, const KernelTable* table) : impl_(new Impl{q, {}
   }
 }
 
-Engine::~Engine() { delete impl_; }
+Engine::~Engine() = default;
 
 const char* Engine::isa() const { return isa_name(impl_->k->isa); }
 

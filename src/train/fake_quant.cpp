@@ -12,6 +12,7 @@
 // as r - (r > y). Plain expressions, so the loops vectorize (SSE2 has no round instruction).
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include <fmt/format.h>
 
@@ -64,8 +65,8 @@ const char* ste_name(Ste s) {
   return "?";
 }
 
-FakeQuantArgs fake_quant_args(const QParams& qp, int32_t right) {
-  return {qp.scale, qp.zero_point, qp.qmin(), qp.qmax(), right};
+FakeQuantArgs fake_quant_args(const QParams& qp, int32_t right, bool relu) {
+  return {qp.scale, qp.zero_point, relu ? std::max(qp.qmin(), qp.zero_point) : qp.qmin(), qp.qmax(), right, relu};
 }
 
 float lsq_grad_scale(int64_t n, int32_t qmax) {
@@ -111,11 +112,28 @@ void fake_quant_forward_minmax(const float* x, int64_t n, const FakeQuantArgs& a
   fake_quant_forward(x, n, a, out);  // second pass over data still in L1/L2
 }
 
+void fake_quant_avgpool_round(const float* x, int64_t n, const FakeQuantArgs& a, float* out) {
+  const float s = a.scale;
+  for (int64_t i = 0; i < n; ++i) {
+    // The window's sum of q: 4 x / s + 4 z is an integer up to float noise; snap it, then the
+    // engine's rounding of sum / 4, half away from zero (qavgpool2x2_u8_ref).
+    const double sum = std::nearbyint(4.0 * static_cast<double>(x[i]) / s) + 4.0 * a.zero_point;
+    const double avg = sum >= 0 ? std::floor((sum + 2) / 4) : -std::floor((-sum + 2) / 4);
+    out[i] = s * static_cast<float>(avg - a.zero_point);
+  }
+}
+
 // ---- backward ----
 
-void fake_quant_backward_identity(const float* dy, int64_t n, float* dx) {
-  if (dx != dy)
+void fake_quant_backward_identity(const float* x, const float* dy, int64_t n, const FakeQuantArgs& a, float* dx) {
+  if (a.relu) {
+    for (int64_t i = 0; i < n; ++i) {
+      const float g = dy[i];
+      dx[i] = x[i] > 0.0f ? g : 0.0f;
+    }
+  } else if (dx != dy) {
     for (int64_t i = 0; i < n; ++i) dx[i] = dy[i];
+  }
 }
 
 // r = R(x / s) of x / s clamped to [L - 1, U + 1]: outside [L, U] exactly when the forward clamped.
@@ -123,11 +141,15 @@ void fake_quant_backward_clipped(const float* x, const float* dy, int64_t n, con
   const float s = a.scale;
   const float lo = static_cast<float>(a.qmin - a.zero_point), hi = static_cast<float>(a.qmax - a.zero_point);
   const Rounder rd(a);
+  // With a fused ReLU, x <= 0 is masked too: x > xmin with xmin = 0, else xmin = -inf (always true).
+  const float xmin = a.relu ? 0.0f : -std::numeric_limits<float>::infinity();
   for (int64_t i = 0; i < n; ++i) {
-    const float v = clampf(x[i] / s, lo - 1.0f, hi + 1.0f);
+    const float xv = x[i];
+    const float v = clampf(xv / s, lo - 1.0f, hi + 1.0f);
     const float r = rd.fp ? round_fixedpoint(v, rd.e) : round_small(v);
     const float g = dy[i];
-    dx[i] = (r >= lo && r <= hi) ? g : 0.0f;
+    const bool pass = (r >= lo) & (r <= hi) & (xv > xmin);  // & not &&: no branches, the loop vectorizes
+    dx[i] = pass ? g : 0.0f;
   }
 }
 

@@ -71,6 +71,29 @@ constexpr float kMinStep = 1e-8f;  // LSQ steps are kept above this after every 
 
 bool finite(float v) { return std::isfinite(v); }
 
+// Vectorizable scans (independent lanes; a NaN or Inf anywhere makes the lane sums non-finite).
+constexpr int kLanes = 8;
+bool all_finite(const float* x, int64_t n) {
+  float acc[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int l = 0; l < kLanes; ++l) acc[l] += x[i + l] * 0.0f;  // 0 for finite x, NaN otherwise
+  for (; i < n; ++i) acc[0] += x[i] * 0.0f;
+  float t = 0;
+  for (int l = 0; l < kLanes; ++l) t += acc[l];
+  return t == 0.0f;
+}
+float abs_max(const float* x, int64_t n) {
+  float m[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int l = 0; l < kLanes; ++l) m[l] = std::max(m[l], std::fabs(x[i + l]));
+  for (; i < n; ++i) m[0] = std::max(m[0], std::fabs(x[i]));
+  float r = 0;
+  for (int l = 0; l < kLanes; ++l) r = std::max(r, m[l]);
+  return r;
+}
+
 // ---- activation quantizers ----
 
 // One activation tensor's quantizer: the network input or a weighted op's (post-ReLU) output.
@@ -90,9 +113,10 @@ struct ActQuant {
   std::vector<int32_t> right;
   int64_t plane = 1;
   bool uniform = true;  // every channel has the same shift
+  bool relu = false;    // the producing layer's ReLU is fused here (FakeQuantArgs::relu)
 
   bool lsq() const { return ste == Ste::Lsq; }
-  FakeQuantArgs args(size_t c) const { return fake_quant_args(qp, right.empty() ? -1 : right[c]); }
+  FakeQuantArgs args(size_t c) const { return fake_quant_args(qp, right.empty() ? -1 : right[c], relu); }
   // Calls fn(offset, count, args) over samples [n0, n1) of a batch tensor, in runs that share a shift.
   template <class Fn>
   void runs(int n0, int n1, Fn fn) const {
@@ -117,8 +141,9 @@ struct ActQuant {
   }
 };
 
-// Fake quantization of one activation tensor. `tied`: re-rounds onto an earlier quantizer's grid
-// (after average pooling, as the engine does), observes nothing and passes gradients through.
+// Fake quantization of one activation tensor. `tied`: after average pooling, rounds the window
+// averages as the engine does, on the grid of the quantizer before; observes nothing and passes
+// gradients through.
 class FakeQuantLayer : public Layer {
  public:
   FakeQuantLayer(ActQuant* q, bool tied) : q_(q), tied_(tied) {}
@@ -129,9 +154,9 @@ class FakeQuantLayer : public Layer {
 
   void forward(const Tensor& in, Tensor& out, int n0, int n1) override {
     const ActQuant& q = *q_;
-    if (tied_) {  // re-rounding after average pooling: nearest even on the same grid
+    if (tied_) {  // after average pooling: the engine's rounding of the window average
       const int64_t per = in.dim(0) ? in.numel() / in.dim(0) : 0;
-      fake_quant_forward(in.data() + n0 * per, (n1 - n0) * per, fake_quant_args(q.qp), out.data() + n0 * per);
+      fake_quant_avgpool_round(in.data() + n0 * per, (n1 - n0) * per, fake_quant_args(q.qp), out.data() + n0 * per);
       return;
     }
     if (q.observing) {  // also each sample's min/max, for the moving-average range
@@ -145,8 +170,8 @@ class FakeQuantLayer : public Layer {
           mx = first || hi > mx ? hi : mx;
           first = false;
         });
-        q_->smin[size_t(n)] = mn;
-        q_->smax[size_t(n)] = mx;
+        q_->smin[size_t(n)] = q.relu ? std::max(mn, 0.0f) : mn;  // the post-ReLU range
+        q_->smax[size_t(n)] = q.relu ? std::max(mx, 0.0f) : mx;
       }
       return;
     }
@@ -158,9 +183,18 @@ class FakeQuantLayer : public Layer {
   void backward(const Tensor& in, const Tensor& /*out*/, const Tensor& dout, Tensor* din, int n0, int n1,
                 const std::vector<Tensor*>& grads) override {
     const ActQuant& q = *q_;
-    if (tied_ || q.ste == Ste::Identity) {
+    if (tied_) {
       const int64_t per = in.dim(0) ? in.numel() / in.dim(0) : 0;
-      if (din) fake_quant_backward_identity(dout.data() + n0 * per, (n1 - n0) * per, din->data() + n0 * per);
+      if (din)
+        fake_quant_backward_identity(in.data() + n0 * per, dout.data() + n0 * per, (n1 - n0) * per, FakeQuantArgs{},
+                                     din->data() + n0 * per);
+      return;
+    }
+    if (q.ste == Ste::Identity) {
+      if (din)
+        q.runs(n0, n1, [&](int64_t off, int64_t cnt, const FakeQuantArgs& a) {
+          fake_quant_backward_identity(in.data() + off, dout.data() + off, cnt, a, din->data() + off);
+        });
       return;
     }
     if (q.ste == Ste::Clipped) {
@@ -208,40 +242,34 @@ struct WeightQuant {
   int64_t k = 0;             // weights per output channel
   Tensor master_w, master_b;  // (oc, ...) and (oc) or empty
   Tensor step, dstep;        // LSQ: (oc) per channel or (1)
-  std::vector<float> src;    // what is quantized: the master weights or their ABC-Net approximation
+  std::vector<float> approx;  // ABC-Net: sum_i alpha_i B_i of the master weights
   std::vector<float> w_scale;     // (oc)
-  std::vector<int8_t> codes;      // (oc, k)
   std::vector<int32_t> bias_codes;
   const ActQuant* in = nullptr;   // the quantizer of this op's input (bias scale s_w * s_in)
+  const Tensor* w_hat = nullptr;  // the layer's weight tensor, W_hat = s * q (set by prepare)
 
   int32_t qmax() const { return quant_max(bits); }
-  QParams wqp(float s) const {
-    QParams qp;
-    qp.scale = s, qp.zero_point = 0, qp.bits = bits, qp.narrow = true, qp.scheme = Scheme::Symmetric;
-    return qp;
-  }
 
   // Fills w_hat (the layer's weight tensor) and b_hat. False when something is not finite.
-  bool prepare(Tensor& w_hat, Tensor* b_hat) {
+  bool prepare(Tensor& what, Tensor* b_hat) {
     const int64_t n = int64_t{oc} * k;
     const float* w = master_w.data();
-    for (int64_t i = 0; i < n; ++i)
-      if (!finite(w[i])) return false;
-    if (b_hat)
-      for (int c = 0; c < oc; ++c)
-        if (!finite(master_b[c])) return false;
-    src.assign(w, w + n);
+    if (!all_finite(w, n) || (b_hat && !all_finite(master_b.data(), oc))) return false;
+    const float* src = w;  // what is quantized
     if (abc > 0) {  // ABC-Net: W_hat = sum_i alpha_i B_i, per output channel or per tensor
       if (per_channel) {
+        approx.resize(static_cast<size_t>(n));
         for (int c = 0; c < oc; ++c) {
           AbcBases a = abc_bases(w + c * k, k, abc);
-          std::copy(a.approx.begin(), a.approx.end(), src.begin() + c * k);
+          std::copy(a.approx.begin(), a.approx.end(), approx.begin() + c * k);
         }
       } else {
-        src = abc_bases(w, n, abc).approx;
+        approx = abc_bases(w, n, abc).approx;
       }
+      src = approx.data();
     }
-    // Step sizes.
+    // Step sizes: learned (LSQ), or max|W| / qmax per tensor or channel as choose_qparams gives
+    // them; an all-zero channel keeps the tensor's scale, as quantize_model does.
     w_scale.assign(static_cast<size_t>(oc), 1.0f);
     if (lsq) {
       for (int64_t i = 0; i < step.numel(); ++i) {
@@ -250,35 +278,24 @@ struct WeightQuant {
       }
       for (int c = 0; c < oc; ++c) w_scale[size_t(c)] = step[per_channel ? c : 0];
     } else {
+      std::vector<float> amax(static_cast<size_t>(oc));
       float amax_all = 0;
-      std::vector<float> amax(static_cast<size_t>(oc), 0.0f);
       for (int c = 0; c < oc; ++c) {
-        float m = 0;
-        for (int64_t j = 0; j < k; ++j) m = std::max(m, std::fabs(src[size_t(c * k + j)]));
-        amax[size_t(c)] = m;
-        amax_all = std::max(amax_all, m);
+        amax[size_t(c)] = abs_max(src + c * k, k);
+        amax_all = std::max(amax_all, amax[size_t(c)]);
       }
       const float tensor_scale = choose_qparams(-amax_all, amax_all, bits, Scheme::Symmetric, true, name).scale;
       for (int c = 0; c < oc; ++c) {
-        // An all-zero channel keeps the tensor's scale, as quantize_model does.
         const float m = amax[size_t(c)];
         w_scale[size_t(c)] = (per_channel && m > 0)
                                  ? choose_qparams(-m, m, bits, Scheme::Symmetric, true, name).scale
                                  : tensor_scale;
       }
     }
-    // Codes and W_hat = s * q.
-    codes.resize(static_cast<size_t>(n));
-    const float qm = static_cast<float>(qmax());
-    for (int c = 0; c < oc; ++c) {
-      const float s = w_scale[size_t(c)];
-      for (int64_t j = 0; j < k; ++j) {
-        const int64_t i = c * k + j;
-        const float q = std::clamp(quant_round(src[size_t(i)] / s, Rounding::Nearest), -qm, qm);
-        codes[size_t(i)] = static_cast<int8_t>(q);
-        w_hat[i] = s * q;
-      }
-    }
+    // W_hat = s * clamp(round(W / s), -qmax, qmax): quant_round's rule, vectorized.
+    for (int c = 0; c < oc; ++c)
+      fake_quant_forward(src + c * k, k, FakeQuantArgs{w_scale[size_t(c)], 0, -qmax(), qmax()}, what.data() + c * k);
+    w_hat = &what;
     // Bias: int32 in units of s_w * s_in, kept within what the engine's int32 accumulator allows
     // beside the largest possible sum of products (quantize_model's bound).
     if (b_hat) {
@@ -294,6 +311,15 @@ struct WeightQuant {
       }
     }
     return true;
+  }
+
+  // The integer weights: W_hat / s is q up to a rounding error far below 1/2.
+  std::vector<int8_t> codes() const {
+    std::vector<int8_t> q(static_cast<size_t>(int64_t{oc} * k));
+    for (int c = 0; c < oc; ++c)
+      for (int64_t j = 0; j < k; ++j)
+        q[size_t(c * k + j)] = static_cast<int8_t>(std::nearbyint((*w_hat)[c * k + j] / w_scale[size_t(c)]));
+    return q;
   }
 
   // dw holds dL/dW_hat (summed over the batch); turns it into dL/dW. Identity for max-based
@@ -366,7 +392,7 @@ class OutputDequantLayer : public Layer {
   void backward(const Tensor& in, const Tensor& /*out*/, const Tensor& dout, Tensor* din, int n0, int n1,
                 const std::vector<Tensor*>& /*grads*/) override {
     const int64_t per = in.dim(0) ? in.numel() / in.dim(0) : 0;
-    if (din) fake_quant_backward_identity(dout.data() + n0 * per, (n1 - n0) * per, din->data() + n0 * per);
+    if (din) std::copy(dout.data() + n0 * per, dout.data() + n1 * per, din->data() + n0 * per);
   }
 
  private:
@@ -466,14 +492,9 @@ QatNetwork::QatNetwork(Sequential fp32, const Tensor& calib_images, const QatCon
       const std::string& name = fp32.name(i);
       shape = l.output_shape(shape);
       auto it = op_of.find(name);
-      if (it == op_of.end()) {  // the fused ReLU (kept as a layer) or the dropped trailing Softmax
-        if (l.type() == "Softmax") continue;
-        net.add(make_layer(l.spec()), name);
-        if (l.type() == "ReLU" && !im.weighted.empty() && im.weighted.back().out) {
-          net.add(std::make_unique<FakeQuantLayer>(im.weighted.back().out, false), im.init.ops[im.weighted.back().op].name + ".fq");
-        }
-        continue;
-      }
+      // Not an op: a ReLU fused into its weighted op (the quantizer after it applies it, as the
+      // engine's clamp does), or the dropped trailing Softmax.
+      if (it == op_of.end()) continue;
       const QOp& op = im.init.ops[it->second];
       if (op.weighted()) {
         std::unique_ptr<Layer> ql;
@@ -511,9 +532,9 @@ QatNetwork::QatNetwork(Sequential fp32, const Tensor& calib_images, const QatCon
           Shape per(shape.begin() + 1, shape.end());
           w.out->per_sample = shape_numel(per);
           w.out->plane = w.out->per_sample / op.out_ch;  // conv: OH * OW; linear: 1
+          w.out->relu = op.relu;
           cur = w.out;
-          if (!op.relu) net.add(std::make_unique<FakeQuantLayer>(w.out, false), name + ".fq");
-          // with ReLU: the quantizer goes after the ReLU layer (above), which comes next
+          net.add(std::make_unique<FakeQuantLayer>(w.out, false), name + ".fq");
         } else {
           net.add(std::make_unique<OutputDequantLayer>(wq), name + ".dequant");
         }
@@ -608,7 +629,7 @@ QModel QatNetwork::to_qmodel(std::vector<std::string>* notes) const {
     }
     const Impl::Weighted& w = im.weighted[wi++];
     const WeightQuant& wq = *w.wq;
-    op.weight = wq.codes;
+    op.weight = wq.codes();
     op.w_scale = wq.w_scale;
     op.bias = wq.bias_codes;  // empty without bias
     op.wbits = wq.bits;

@@ -5,6 +5,7 @@
 // a small case worked by hand.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -53,6 +54,37 @@ TEST(FakeQuant, TiesGoToEvenAsTheEngine) {
   for (int i = 0; i < 8; ++i) EXPECT_EQ(out[i], want[i]) << "x=" << x[i];
 }
 
+// The fixed-point rounding (right >= 0) against the engine's requantization itself: multipliers
+// with few significant bits make every acc * M an exact float, so the two must agree exactly on
+// every accumulator, the double-rounding thresholds and ties included.
+TEST(FakeQuant, FixedPointRoundingEqualsTheEngineRequantization) {
+  for (int shift : {1, 0, -1, -2, -3, -5, -8, -12}) {
+    for (int j : {0, 1, 511, 1023}) {
+      const int32_t q31 = (int32_t{1} << 30) + j * (int32_t{1} << 20);
+      const double m = std::ldexp(static_cast<double>(q31), shift - 31);
+      const FakeQuantArgs a{1.0f, 0, -128, 127, std::max(-shift, 0)};
+      const int lim = std::min(4000, static_cast<int>(130 / m));
+      for (int acc = -lim; acc <= lim; ++acc) {
+        const float v = static_cast<float>(acc * m);
+        ASSERT_EQ(static_cast<double>(v), acc * m) << "not exact: acc " << acc << " M " << m;
+        const int32_t engine = std::clamp(multiply_by_quantized_multiplier(acc, {q31, shift}), -128, 127);
+        float got;
+        fake_quant_forward(&v, 1, a, &got);
+        ASSERT_EQ(got, static_cast<float>(engine)) << "acc " << acc << " q31 " << q31 << " shift " << shift
+                                                    << " acc*M " << acc * m;
+      }
+    }
+  }
+  // The plain nearest-even rounding differs from it: 2.483 (acc 35, M = 0.0709..., right 3) is 2
+  // for nearest-even but 3 for the engine (srdhm gives 20 = 2.5 * 8, then 2.5 rounds away from 0).
+  const float v = 2.4830f;
+  float plain, fixed;
+  fake_quant_forward(&v, 1, FakeQuantArgs{1.0f, 0, -128, 127, -1}, &plain);
+  fake_quant_forward(&v, 1, FakeQuantArgs{1.0f, 0, -128, 127, 3}, &fixed);
+  EXPECT_EQ(plain, 2.0f);
+  EXPECT_EQ(fixed, 3.0f);
+}
+
 TEST(FakeQuant, MinMaxOverOddLengths) {
   for (int n : {1, 7, 8, 9, 17}) {
     std::vector<float> x(static_cast<size_t>(n)), out(static_cast<size_t>(n));
@@ -69,8 +101,13 @@ TEST(FakeQuant, MinMaxOverOddLengths) {
 TEST(Ste, IdentityPassesEverything) {
   const float dy[] = {1, -2, 3, 0.5f, 7};
   float dx[5];
-  fake_quant_backward_identity(dy, 5, dx);
+  const float x[] = {-3, 0, 0.1f, 100, -1e9f};
+  fake_quant_backward_identity(x, dy, 5, fake_quant_args(make_qp(0.1f, 0, 4)), dx);
   for (int i = 0; i < 5; ++i) EXPECT_EQ(dx[i], dy[i]);
+  // With a fused ReLU: the ReLU's derivative, 1 where x > 0.
+  fake_quant_backward_identity(x, dy, 5, fake_quant_args(make_qp(0.1f, -8, 4), -1, true), dx);
+  const float relu[] = {0, 0, 1, 1, 0};
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(dx[i], dy[i] * relu[i]) << "x=" << x[i];
 }
 
 TEST(Ste, ClippedZeroExactlyWhereClamped) {
@@ -83,6 +120,23 @@ TEST(Ste, ClippedZeroExactlyWhereClamped) {
   const FakeQuantArgs a = fake_quant_args(make_qp(0.5f, 0, 4));
   fake_quant_backward_clipped(x, dy, 9, a, dx);
   for (int i = 0; i < 9; ++i) EXPECT_EQ(dx[i], dy[i] * keep[i]) << "x=" << x[i] << " index " << i;
+  // A fused ReLU, s = 0.5, z = 1, 4 bits: the lower clamp moves up to q = z (x_hat = 0), so L = 0
+  // and U = qmax - z = 6. x / s = -10, -0.4, 0, 0.4, 6.0, 6.8, 7.2: x <= 0 gets no gradient (even
+  // -0.4, whose R = 0 is inside), 0.4 and 6.0 pass, 6.8 and 7.2 round to 7 > U and are clamped.
+  // The forward equals ReLU then quantize.
+  {
+    const QParams qp = make_qp(0.5f, 1, 4);
+    const float xr[] = {-5.0f, -0.2f, 0.0f, 0.2f, 3.0f, 3.4f, 3.6f};
+    const float want[] = {0, 0, 0, 1, 1, 0, 0};
+    float dr[7];
+    const float ones[] = {1, 1, 1, 1, 1, 1, 1};
+    fake_quant_backward_clipped(xr, ones, 7, fake_quant_args(qp, -1, true), dr);
+    for (int i = 0; i < 7; ++i) EXPECT_EQ(dr[i], want[i]) << "relu, x=" << xr[i];
+    float fr[7];
+    fake_quant_forward(xr, 7, fake_quant_args(qp, -1, true), fr);
+    for (int i = 0; i < 7; ++i)
+      EXPECT_EQ(fr[i], fake_quantize(std::max(xr[i], 0.0f), qp, Rounding::Nearest)) << "relu forward, x=" << xr[i];
+  }
   // The definition, checked on a dense grid with an affine zero point: the gradient passes iff the
   // forward did not clamp, i.e. iff fake quantization is locally x_hat = s * round(x / s).
   const QParams qp = make_qp(0.2f, -3, 3);  // q in [-4, 3], x / s in [-1, 6] before clamping

@@ -15,14 +15,14 @@
 namespace lowbit {
 namespace {
 
-// conv(1->4, k3, bias) ReLU maxpool | conv(4->6, k3, bias) ReLU | flatten | fc(54->16, bias) ReLU | fc(16->5, bias)
-Sequential tiny_model(uint64_t seed) {
+// conv(1->4, k3, bias) ReLU max- or avgpool | conv(4->6, k3, bias) ReLU | flatten | fc(54->16, bias) ReLU | fc(16->5, bias)
+Sequential tiny_model(uint64_t seed, PoolKind pool = PoolKind::max) {
   Sequential m;
   m.architecture = "tiny";
   m.input_shape = {1, 12, 12};
   m.add(std::make_unique<Conv2d>(1, 4, 3, 1, 0, true), "conv1");
   m.add(std::make_unique<Activation>(ActKind::relu), "act1");
-  m.add(std::make_unique<Pool2d>(PoolKind::max, 2, 2), "pool1");
+  m.add(std::make_unique<Pool2d>(pool, 2, 2), "pool1");
   m.add(std::make_unique<Conv2d>(4, 6, 3, 1, 0, true), "conv2");
   m.add(std::make_unique<Activation>(ActKind::relu), "act2");
   m.add(std::make_unique<Flatten>(), "flatten");
@@ -60,12 +60,14 @@ TEST(Qat, FakeQuantNetworkMatchesTheEngine) {
   const Case cases[] = {{8, 8, false, Ste::Clipped, 0}, {4, 4, false, Ste::Clipped, 0}, {4, 4, true, Ste::Lsq, 0},
                         {3, 3, true, Ste::Identity, 0}, {8, 8, true, Ste::Clipped, 3}, {8, 6, false, Ste::Lsq, 2}};
   const Tensor calib = random_images(64, 7), x = random_images(300, 8);
+  for (PoolKind pool : {PoolKind::max, PoolKind::avg})
   for (const Case& c : cases) {
     QatConfig cfg;
     cfg.wbits = c.wbits, cfg.abits = c.abits, cfg.per_channel = c.per_channel, cfg.ste = c.ste, cfg.abc_bases = c.abc;
     const std::string what = "w" + std::to_string(c.wbits) + "a" + std::to_string(c.abits) + " ste " +
-                             ste_name(c.ste) + (c.per_channel ? " per-channel" : "") + " abc " + std::to_string(c.abc);
-    QatNetwork qn(tiny_model(3), calib, cfg);
+                             ste_name(c.ste) + (c.per_channel ? " per-channel" : "") + " abc " + std::to_string(c.abc) +
+                             (pool == PoolKind::avg ? " avgpool" : " maxpool");
+    QatNetwork qn(tiny_model(3, pool), calib, cfg);
     const Tensor fq = qn.net().forward(x);
     const QModel q = qn.to_qmodel();
     Tensor eng, sim;
@@ -91,22 +93,34 @@ TEST(Qat, FakeQuantNetworkMatchesTheEngine) {
     EXPECT_GE(same_sim, n - 2) << what << ": arg-max differs from simulate() on " << n - same_sim << " of " << n;
     EXPECT_LT(sum_abs / (n * classes), 0.01 * scale) << what << " mean |fake - engine| " << sum_abs / (n * classes)
                                                       << ", largest logit " << scale;
-    // First conv output codes: fake-quant value -> code, against the engine's trace.
+    // Every op's u8 output: the fake-quant value of the layer that produces it -> code, against the
+    // engine's trace. Later ops inherit the rare noise flips of earlier ones, so they get a looser
+    // bound than conv1, whose codes may only differ by one step.
     const auto trace = e.trace(x);
-    const QParams& o = q.ops[0].out;
-    // layers: input.fq, conv1, act1, conv1.fq, ...: activation(4) is the output of conv1.fq
-    ASSERT_EQ(qn.net().name(3), "conv1.fq") << what;
-    const Tensor& after_fq = qn.net().activation(4);
-    ASSERT_EQ(static_cast<size_t>(after_fq.numel()), trace[0].size()) << what;
-    int64_t off = 0, worst = 0;
-    for (int64_t i = 0; i < after_fq.numel(); ++i) {
-      const int32_t code = static_cast<int32_t>(std::lround(after_fq[i] / o.scale)) + o.zero_point + 128;
-      const int32_t d = std::abs(code - static_cast<int32_t>(trace[0][size_t(i)]));
-      off += d != 0;
-      worst = std::max<int64_t>(worst, d);
+    for (size_t oi = 0; oi + 1 < q.ops.size(); ++oi) {
+      const QOp& op = q.ops[oi];
+      if (op.kind == QOpKind::flatten) continue;
+      const std::string layer = op.kind == QOpKind::maxpool ? op.name : op.name + ".fq";
+      size_t li = 0;
+      while (li < qn.net().size() && qn.net().name(li) != layer) ++li;
+      ASSERT_LT(li, qn.net().size()) << what << ": no layer " << layer;
+      const Tensor& fa = qn.net().activation(li + 1);
+      ASSERT_EQ(static_cast<size_t>(fa.numel()), trace[oi].size()) << what << " op " << op.name;
+      int64_t off = 0, worst = 0;
+      for (int64_t i = 0; i < fa.numel(); ++i) {
+        const int32_t code = static_cast<int32_t>(std::lround(fa[i] / op.out.scale)) + op.out.zero_point + 128;
+        const int32_t d = std::abs(code - static_cast<int32_t>(trace[oi][size_t(i)]));
+        off += d != 0;
+        worst = std::max<int64_t>(worst, d);
+      }
+      if (oi == 0) {
+        EXPECT_LE(worst, 1) << what << ": a conv1 code differs by " << worst;
+        EXPECT_LE(off, fa.numel() / 10000) << what << ": " << off << " of " << fa.numel() << " conv1 codes differ";
+      } else {
+        EXPECT_LE(off, fa.numel() / 1000) << what << ": " << off << " of " << fa.numel() << " codes of " << op.name
+                                         << " (" << qop_kind_name(op.kind) << ") differ";
+      }
     }
-    EXPECT_LE(worst, 1) << what << ": a conv1 code differs by " << worst;
-    EXPECT_LE(off, after_fq.numel() / 5000) << what << ": " << off << " of " << after_fq.numel() << " conv1 codes differ";
   }
   set_threads(0);
 }
