@@ -74,42 +74,60 @@ float lsq_grad_scale(int64_t n, int32_t qmax) {
 }
 
 // ---- forward ----
+// v = x / s exactly as the engine divides its float input (nearest-even mode: the network input, and
+// the float requantization variant); for the fixed-point emulation v = x * (1/s), one rounding
+// more, of the size of the float noise the emulation has anyway (the engine's v is an exact
+// integer sum times M, the network's a float sum), and several times cheaper than a division.
 
 void fake_quant_forward(const float* x, int64_t n, const FakeQuantArgs& a, float* out) {
-  const float s = a.scale;
+  const float s = a.scale, inv = 1.0f / s;
   const float lo = static_cast<float>(a.qmin - a.zero_point), hi = static_cast<float>(a.qmax - a.zero_point);
   const Rounder rd(a);
   if (rd.fp) {
-    for (int64_t i = 0; i < n; ++i) out[i] = s * round_fixedpoint(clampf(x[i] / s, lo, hi), rd.e);
+    for (int64_t i = 0; i < n; ++i) out[i] = s * round_fixedpoint(clampf(x[i] * inv, lo, hi), rd.e);
   } else {
     for (int64_t i = 0; i < n; ++i) out[i] = s * round_small(clampf(x[i] / s, lo, hi));
   }
 }
 
+// One pass: kLanes independent min/max accumulators beside the forward, so that it vectorizes.
 void fake_quant_forward_minmax(const float* x, int64_t n, const FakeQuantArgs& a, float* out, float* xmin,
                                float* xmax) {
+  const float s = a.scale, inv = 1.0f / s;
+  const float lo = static_cast<float>(a.qmin - a.zero_point), hi = static_cast<float>(a.qmax - a.zero_point);
+  const Rounder rd(a);
   float mn[kLanes], mx[kLanes];
   for (int l = 0; l < kLanes; ++l) mn[l] = mx[l] = n > 0 ? x[0] : 0.0f;
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int l = 0; l < kLanes; ++l) {
-      const float v = x[i + l];
-      mn[l] = v < mn[l] ? v : mn[l];
-      mx[l] = v > mx[l] ? v : mx[l];
-    }
-  for (; i < n; ++i) {
-    const float v = x[i];
-    mn[0] = v < mn[0] ? v : mn[0];
-    mx[0] = v > mx[0] ? v : mx[0];
+  const int64_t body = n - n % kLanes;
+  if (rd.fp) {
+    for (int64_t i = 0; i < body; i += kLanes)
+      for (int l = 0; l < kLanes; ++l) {
+        const float v = x[i + l];
+        mn[l] = std::min(mn[l], v);
+        mx[l] = std::max(mx[l], v);
+        out[i + l] = s * round_fixedpoint(clampf(v * inv, lo, hi), rd.e);
+      }
+  } else {
+    for (int64_t i = 0; i < body; i += kLanes)
+      for (int l = 0; l < kLanes; ++l) {
+        const float v = x[i + l];
+        mn[l] = std::min(mn[l], v);
+        mx[l] = std::max(mx[l], v);
+        out[i + l] = s * round_small(clampf(v / s, lo, hi));
+      }
   }
+  for (int64_t i = body; i < n; ++i) {
+    mn[0] = std::min(mn[0], x[i]);
+    mx[0] = std::max(mx[0], x[i]);
+  }
+  fake_quant_forward(x + body, n - body, a, out + body);
   float rmn = mn[0], rmx = mx[0];
   for (int l = 1; l < kLanes; ++l) {
-    rmn = mn[l] < rmn ? mn[l] : rmn;
-    rmx = mx[l] > rmx ? mx[l] : rmx;
+    rmn = std::min(rmn, mn[l]);
+    rmx = std::max(rmx, mx[l]);
   }
   *xmin = rmn;
   *xmax = rmx;
-  fake_quant_forward(x, n, a, out);  // second pass over data still in L1/L2
 }
 
 void fake_quant_avgpool_round(const float* x, int64_t n, const FakeQuantArgs& a, float* out) {
@@ -141,11 +159,12 @@ void fake_quant_backward_clipped(const float* x, const float* dy, int64_t n, con
   const float s = a.scale;
   const float lo = static_cast<float>(a.qmin - a.zero_point), hi = static_cast<float>(a.qmax - a.zero_point);
   const Rounder rd(a);
+  const float inv = 1.0f / s;
   // With a fused ReLU, x <= 0 is masked too: x > xmin with xmin = 0, else xmin = -inf (always true).
   const float xmin = a.relu ? 0.0f : -std::numeric_limits<float>::infinity();
   for (int64_t i = 0; i < n; ++i) {
     const float xv = x[i];
-    const float v = clampf(xv / s, lo - 1.0f, hi + 1.0f);
+    const float v = clampf(rd.fp ? xv * inv : xv / s, lo - 1.0f, hi + 1.0f);
     const float r = rd.fp ? round_fixedpoint(v, rd.e) : round_small(v);
     const float g = dy[i];
     const bool pass = (r >= lo) & (r <= hi) & (xv > xmin);  // & not &&: no branches, the loop vectorizes
@@ -159,9 +178,10 @@ double fake_quant_backward_lsq(const float* x, const float* dy, int64_t n, const
   const float s = a.scale;
   const float lo = static_cast<float>(a.qmin - a.zero_point), hi = static_cast<float>(a.qmax - a.zero_point);
   const Rounder rd(a);
+  const float inv = 1.0f / s;
   float acc[kLanes] = {};
   auto one = [&](int64_t i, float& sum) {
-    const float v = x[i] / s;
+    const float v = rd.fp ? x[i] * inv : x[i] / s;
     const float g = dy[i];
     const bool inside = v > lo && v < hi;
     const float vc = clampf(v, lo, hi);  // keeps the rounding in its small range; inside: vc = v
