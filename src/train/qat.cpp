@@ -9,8 +9,11 @@
 //   prepare()        weights: W_hat = s_w * clamp(round(W / s_w), -qmax, qmax) from the float master
 //                    weights (ABC-Net: W first replaced by sum_i alpha_i B_i), s_w = max|W| / qmax per
 //                    tensor or channel (LSQ: learned); bias b_hat = s_w s_in round(b / (s_w s_in));
-//                    activations: QParams from the moving-average range (LSQ: learned step, fixed z)
-//   forward          Sequential's tiled forward; each quantizer also records every sample's min/max
+//                    activations: QParams from the moving-average range (LSQ: learned step, fixed z),
+//                    and each output channel's requantization shift, for the engine's rounding
+//   forward          Sequential's tiled forward; the quantizer after a conv/linear applies its fused
+//                    ReLU and records every sample's min/max; DQ rounds the logits to the
+//                    accumulator grid
 //   backward         Sequential's backward; a quantizer layer applies its STE to the activation
 //                    gradient (and LSQ: accumulates its step's gradient); Conv2d/Linear compute
 //                    dL/dW_hat, which finish_backward() turns into dL/dW (identity; LSQ: clip mask and
@@ -228,6 +231,82 @@ class FakeQuantLayer : public Layer {
   bool tied_;
 };
 
+// ---- ABC-Net approximation, every step ----
+
+// abc_bases(w, n, m).approx in O(n + m^3) instead of O(m^2 n): the shifts u_i increase with i, so
+// the bases are nested: B_i(j) = +1 exactly for i >= t_j, where t_j in [0, m] counts the bases in
+// which element j is -1. The elements fall into m + 1 bins; B^T B and B^T w follow from the bins'
+// counts and sums, and element j's approximation is its bin's level sum_i alpha_i B_i(t_j). The
+// mean, std and signs use abc_bases' exact expressions (hence the same bases); B^T w is summed in
+// another order, so the result may differ from abc_bases' in the last bits (tests compare them).
+void abc_approx(const float* w, int64_t n, int m, float* out) {
+  double mean = 0;
+  for (int64_t j = 0; j < n; ++j) mean += w[j];
+  mean /= static_cast<double>(n);
+  double var = 0;
+  for (int64_t j = 0; j < n; ++j) var += (w[j] - mean) * (w[j] - mean);
+  const double sd = std::sqrt(var / static_cast<double>(n));
+  double u[5];
+  for (int i = 0; i < m; ++i) u[i] = m == 1 ? 0.0 : -1.0 + i * 2.0 / (m - 1);
+  int64_t count[6] = {};
+  double sum[6] = {};
+  std::vector<uint8_t> bin(static_cast<size_t>(n));
+  for (int64_t j = 0; j < n; ++j) {
+    int t = 0;
+    for (int i = 0; i < m; ++i) t += (w[j] - mean) + u[i] * sd >= 0 ? 0 : 1;  // -1 in the first t bases
+    bin[size_t(j)] = static_cast<uint8_t>(t);
+    ++count[t];
+    sum[t] += w[j];
+  }
+  auto b = [](int i, int t) { return i >= t ? 1.0 : -1.0; };
+  // Normal equations G a = r, solved by abc_bases' Cholesky that skips dependent bases (alpha 0).
+  double g[25], r[5] = {}, l[25] = {}, y[5] = {}, a[5] = {};
+  bool active[5] = {};
+  for (int i = 0; i < m; ++i) {
+    for (int k = 0; k < m; ++k) {
+      int64_t d = 0;
+      for (int t = 0; t <= m; ++t) d += static_cast<int64_t>(b(i, t) * b(k, t)) * count[t];
+      g[i * m + k] = static_cast<double>(d);
+    }
+    for (int t = 0; t <= m; ++t) r[i] += b(i, t) * sum[t];
+  }
+  for (int k = 0; k < m; ++k) {
+    double d = g[k * m + k];
+    for (int j = 0; j < k; ++j)
+      if (active[j]) d -= l[k * m + j] * l[k * m + j];
+    if (!(d > 1e-9 * g[k * m + k])) continue;
+    active[k] = true;
+    l[k * m + k] = std::sqrt(d);
+    for (int i = k + 1; i < m; ++i) {
+      double v = g[i * m + k];
+      for (int j = 0; j < k; ++j)
+        if (active[j]) v -= l[i * m + j] * l[k * m + j];
+      l[i * m + k] = v / l[k * m + k];
+    }
+  }
+  for (int i = 0; i < m; ++i) {
+    if (!active[i]) continue;
+    double v = r[i];
+    for (int j = 0; j < i; ++j)
+      if (active[j]) v -= l[i * m + j] * y[j];
+    y[i] = v / l[i * m + i];
+  }
+  for (int i = m - 1; i >= 0; --i) {
+    if (!active[i]) continue;
+    double v = y[i];
+    for (int j = i + 1; j < m; ++j)
+      if (active[j]) v -= l[j * m + i] * a[j];
+    a[i] = v / l[i * m + i];
+  }
+  float level[6];
+  for (int t = 0; t <= m; ++t) {
+    double v = 0;
+    for (int i = 0; i < m; ++i) v += a[i] * b(i, t);
+    level[t] = static_cast<float>(v);
+  }
+  for (int64_t j = 0; j < n; ++j) out[j] = level[bin[size_t(j)]];
+}
+
 // ---- weight quantizers ----
 
 // Weights and bias of one Conv2d/Linear: float master copies (what the optimizer updates) and the
@@ -257,14 +336,11 @@ struct WeightQuant {
     if (!all_finite(w, n) || (b_hat && !all_finite(master_b.data(), oc))) return false;
     const float* src = w;  // what is quantized
     if (abc > 0) {  // ABC-Net: W_hat = sum_i alpha_i B_i, per output channel or per tensor
+      approx.resize(static_cast<size_t>(n));
       if (per_channel) {
-        approx.resize(static_cast<size_t>(n));
-        for (int c = 0; c < oc; ++c) {
-          AbcBases a = abc_bases(w + c * k, k, abc);
-          std::copy(a.approx.begin(), a.approx.end(), approx.begin() + c * k);
-        }
+        for (int c = 0; c < oc; ++c) abc_approx(w + c * k, k, abc, approx.data() + c * k);
       } else {
-        approx = abc_bases(w, n, abc).approx;
+        abc_approx(w, n, abc, approx.data());
       }
       src = approx.data();
     }

@@ -126,46 +126,59 @@ TEST(Qat, FakeQuantNetworkMatchesTheEngine) {
 }
 
 // The weights the network computes with are the QModel's codes times its scales, and the biases
-// its int32 codes times s_w * s_in; ABC-Net weights are abc_bases()'s approximation quantized to 8 bits.
+// its int32 codes times s_w * s_in; ABC-Net weights are abc_bases()'s approximation quantized to
+// 8 bits. Every weighted layer of the tiny model, per tensor and per channel, M = 1..5.
 TEST(Qat, WeightsAndBiasesFollowTheEngineRules) {
   const Tensor calib = random_images(32, 5);
-  for (int abc : {0, 3}) {
+  for (int abc : {0, 1, 2, 3, 5}) {
     for (bool pc : {false, true}) {
       QatConfig cfg;
       cfg.wbits = abc ? 8 : 4, cfg.abits = 8, cfg.per_channel = pc, cfg.abc_bases = abc;
       Sequential m = tiny_model(11);
-      const Tensor w1 = static_cast<Conv2d&>(m.layer(0)).weight;
+      std::vector<Tensor> fp32_w;  // conv1, conv2, fc1, fc2
+      for (size_t i = 0; i < m.size(); ++i)
+        for (Param& p : m.layer(i).params())
+          if (p.name == "weight") fp32_w.push_back(*p.value);
       QatNetwork qn(std::move(m), calib, cfg);
       const QModel q = qn.to_qmodel();
-      const auto& conv = dynamic_cast<const Conv2d&>(qn.net().layer(1));
-      const QOp& op = q.ops[0];
-      const int K = op.k();
-      const int qmax = abc ? 127 : 7;
-      for (int c = 0; c < op.out_ch; ++c) {
-        float amax = 0;
-        std::vector<float> src(w1.data() + c * K, w1.data() + (c + 1) * K);
-        if (abc && pc) src = abc_bases(src.data(), K, abc).approx;
-        if (abc && !pc) {
-          AbcBases a = abc_bases(w1.data(), w1.numel(), abc);
-          src.assign(a.approx.begin() + c * K, a.approx.begin() + (c + 1) * K);
+      size_t wi = 0, li = 0;
+      for (const QOp& op : q.ops) {
+        if (!op.weighted()) continue;
+        const Tensor& w = fp32_w[wi++];
+        while (qn.net().name(li) != op.name) ++li;
+        const Layer& layer = qn.net().layer(li);
+        const Tensor& w_hat = dynamic_cast<const Conv2d*>(&layer) ? dynamic_cast<const Conv2d&>(layer).weight
+                                                                  : dynamic_cast<const Linear&>(layer).weight;
+        const Tensor& b_hat = dynamic_cast<const Conv2d*>(&layer) ? dynamic_cast<const Conv2d&>(layer).bias
+                                                                  : dynamic_cast<const Linear&>(layer).bias;
+        const std::string what = op.name + " abc " + std::to_string(abc) + (pc ? " per-channel" : " per-tensor");
+        const int K = op.k(), qmax = abc ? 127 : 7;
+        // What is quantized: the weights, or their ABC-Net approximation (per channel or tensor).
+        std::vector<float> src(w.data(), w.data() + w.numel());
+        if (abc && pc)
+          for (int c = 0; c < op.out_ch; ++c) {
+            AbcBases a = abc_bases(w.data() + c * K, K, abc);
+            std::copy(a.approx.begin(), a.approx.end(), src.begin() + c * K);
+          }
+        if (abc && !pc) src = abc_bases(w.data(), w.numel(), abc).approx;
+        float amax_all = 0;
+        for (float v : src) amax_all = std::max(amax_all, std::fabs(v));
+        for (int c = 0; c < op.out_ch; ++c) {
+          float amax = 0;
+          for (int j = 0; j < K; ++j) amax = std::max(amax, std::fabs(src[size_t(c * K + j)]));
+          EXPECT_FLOAT_EQ(op.w_scale[size_t(c)], (pc ? amax : amax_all) / static_cast<float>(qmax)) << what << " channel " << c;
+          for (int j = 0; j < K; ++j) {
+            const int want = static_cast<int>(std::nearbyint(src[size_t(c * K + j)] / op.w_scale[size_t(c)]));
+            ASSERT_EQ(op.weight[size_t(c * K + j)], std::clamp(want, -qmax, qmax)) << what << " [" << c << "," << j << "]";
+            ASSERT_EQ(w_hat[c * K + j], op.w_scale[size_t(c)] * op.weight[size_t(c * K + j)]) << what;
+          }
+          const float sb = op.w_scale[size_t(c)] * op.in.scale;
+          EXPECT_EQ(b_hat[c], static_cast<float>(op.bias[size_t(c)]) * sb) << what << " channel " << c;
         }
-        if (pc) {
-          for (float v : src) amax = std::max(amax, std::fabs(v));
-        } else {
-          std::vector<float> all(w1.data(), w1.data() + w1.numel());
-          if (abc) all = abc_bases(w1.data(), w1.numel(), abc).approx;
-          for (float v : all) amax = std::max(amax, std::fabs(v));
-        }
-        EXPECT_FLOAT_EQ(op.w_scale[size_t(c)], amax / static_cast<float>(qmax)) << "abc " << abc << " pc " << pc << " channel " << c;
-        for (int j = 0; j < K; ++j) {
-          const int want = static_cast<int>(std::nearbyint(src[size_t(j)] / op.w_scale[size_t(c)]));
-          ASSERT_EQ(op.weight[size_t(c * K + j)], std::clamp(want, -qmax, qmax)) << "abc " << abc << " pc " << pc << " [" << c << "," << j << "]";
-          ASSERT_EQ(conv.weight[c * K + j], op.w_scale[size_t(c)] * op.weight[size_t(c * K + j)]);
-        }
-        const float sb = op.w_scale[size_t(c)] * op.in.scale;
-        EXPECT_EQ(conv.bias[c], static_cast<float>(op.bias[size_t(c)]) * sb) << "channel " << c;
+        EXPECT_EQ(op.abc_bases, abc) << what;
+        EXPECT_EQ(op.wbits, abc ? 8 : 4) << what;
       }
-      EXPECT_EQ(op.abc_bases, abc);
+      EXPECT_EQ(wi, fp32_w.size());
     }
   }
 }
