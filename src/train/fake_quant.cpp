@@ -175,29 +175,31 @@ void fake_quant_backward_clipped(const float* x, const float* dy, int64_t n, con
 // LSQ (Esser et al. 2020, eq. 3): the range test is on v = x / s itself, not on its rounding.
 // Every candidate is computed, then selected, with kLanes independent sums, so that it vectorizes.
 namespace {
+// d(x_hat)/ds of one value and its gradient mask (R(v) - v inside, L at or below, U at or above),
+// every candidate computed and then selected: a conditional float operation would be a branch.
+template <bool kFixedPoint>
+inline float lsq_one(float xv, float g, float s, float inv, float lo, float hi, float e, float* dxi) {
+  const float v = kFixedPoint ? xv * inv : xv / s;
+  const bool inside = (v > lo) & (v < hi);
+  const float vc = clampf(v, lo, hi);  // keeps the rounding in its small range; inside: vc = v
+  const float r = kFixedPoint ? round_fixedpoint(vc, e) : round_small(vc);
+  const float in_range = r - v;
+  const float edge = v <= lo ? lo : hi;
+  *dxi = inside ? g : 0.0f;
+  return g * (inside ? in_range : edge);
+}
+
 template <bool kFixedPoint>
 double lsq_backward(const float* x, const float* dy, int64_t n, const FakeQuantArgs& a, float* dx) {
   const float s = a.scale, inv = 1.0f / s;
   const float lo = static_cast<float>(a.qmin - a.zero_point), hi = static_cast<float>(a.qmax - a.zero_point);
-  const Rounder rd(a);
+  const float e = Rounder(a).e;
   float acc[kLanes] = {};
   const int64_t body = n - n % kLanes;
-  auto one = [&](int64_t i, float& sum) {
-    const float v = kFixedPoint ? x[i] * inv : x[i] / s;
-    const float g = dy[i];
-    const bool inside = (v > lo) & (v < hi);
-    const float vc = clampf(v, lo, hi);  // keeps the rounding in its small range; inside: vc = v
-    const float r = kFixedPoint ? round_fixedpoint(vc, rd.e) : round_small(vc);
-    // d(x_hat)/ds: R(v) - v inside, L = qmin - z at or below, U = qmax - z at or above.
-    const float edge = v <= lo ? lo : hi;
-    const float in_range = r - v;  // computed unconditionally: a conditional float op is a branch
-    const float dxs = inside ? in_range : edge;
-    sum += g * dxs;
-    dx[i] = inside ? g : 0.0f;
-  };
   for (int64_t i = 0; i < body; i += kLanes)
-    for (int l = 0; l < kLanes; ++l) one(i + l, acc[l]);
-  for (int64_t i = body; i < n; ++i) one(i, acc[0]);
+    for (int l = 0; l < kLanes; ++l)
+      acc[l] += lsq_one<kFixedPoint>(x[i + l], dy[i + l], s, inv, lo, hi, e, dx + i + l);
+  for (int64_t i = body; i < n; ++i) acc[0] += lsq_one<kFixedPoint>(x[i], dy[i], s, inv, lo, hi, e, dx + i);
   double total = 0;
   for (int l = 0; l < kLanes; ++l) total += acc[l];
   return total;

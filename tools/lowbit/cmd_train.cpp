@@ -104,7 +104,7 @@ void run_train(const TrainOpts& given) {
     secs += s.seconds;
   }
   const double acc = state.history.back().test_accuracy;
-  const double ips = secs > 0 ? static_cast<double>(train_set.size()) * state.history.size() / secs : 0.0;
+  const double ips = secs > 0 ? static_cast<double>(train_set.size()) * static_cast<double>(state.history.size()) / secs : 0.0;
   nlohmann::json info = state.config;
   info["test_accuracy"] = acc;
   save_model(o.out, model, info);
