@@ -55,14 +55,21 @@ const char* ste_name(Ste s);
 // relu: a ReLU fused in front of the quantizer, as the engine fuses it (lower clamp at qmin = z,
 // which fake_quant_args sets): the forward's clamp is then the ReLU, and every backward also
 // zeroes the gradient where x <= 0 (the ReLU's derivative).
+// thresholds: with right >= 0, optional per-element thresholds e (thresholds[i] for element i of
+// the run, fixedpoint_threshold(right_c) of its channel): per-channel weights give every output
+// channel its own multiplier, hence its own right shift; a linear layer's (N, C) output changes
+// channel at every element.
 struct FakeQuantArgs {
   float scale = 1.0f;
   int32_t zero_point = 0;
   int32_t qmin = -128, qmax = 127;
   int32_t right = -1;
   bool relu = false;
+  const float* thresholds = nullptr;
 };
 FakeQuantArgs fake_quant_args(const QParams& qp, int32_t right = -1, bool relu = false);
+// e = 2^-(right+1) for right >= 1, 0 for right = 0.
+float fixedpoint_threshold(int32_t right);
 
 // Forward over n values: out[i] = x_hat(x[i]). out may alias x.
 void fake_quant_forward(const float* x, int64_t n, const FakeQuantArgs& a, float* out);

@@ -3,18 +3,23 @@
 // step, so they are plain loops the compiler vectorizes: no calls, no branches, no exceptions.
 // Not here: choosing scales (quant.h), the QAT network and its layers (qat.cpp).
 //
-// Rounding (qat.h, FakeQuantArgs): x / s is first clamped to [L - 1, U + 1] (L = qmin - z,
+// Rounding (qat.h, FakeQuantArgs): v = x / s is first clamped to [L - 1, U + 1] (L = qmin - z,
 // U = qmax - z; clamping before rounding gives the same result because the rounding is monotone
 // and the bounds are integers), so every value rounded is small. Nearest-even uses the float
 // "magic number" 1.5 * 2^23: for |v| < 2^22, (v + 1.5*2^23) - 1.5*2^23 is v rounded to the
 // nearest integer with ties to even under the default rounding mode, which is exactly
-// quant_round(v, Nearest) (std::nearbyint) and the engine's round_half_even. floor comes from it
-// as r - (r > y). Plain expressions, so the loops vectorize (SSE2 has no round instruction).
+// quant_round(v, Nearest) (std::nearbyint) and the engine's round_half_even; floor comes from it.
+// Plain expressions, so the loops vectorize (the generic build has SSE2, without a round
+// instruction, and -ftrapping-math, under which a conditional float operation is a branch: every
+// candidate is computed, then selected).
+//
+// v = x / s exactly as the engine divides its float input in nearest-even mode (the network input,
+// and the float requantization variant); in the fixed-point emulation v = x * (1/s), one rounding
+// more, of the size of the float noise the emulation has anyway (the engine's v is an exact integer
+// sum times M, the network's a float sum), and several times cheaper than a division.
 #include <algorithm>
 #include <cmath>
 #include <limits>
-
-#include <fmt/format.h>
 
 #include "lowbit/qat.h"
 
@@ -28,7 +33,7 @@ constexpr int kLanes = 8;              // independent accumulators: vectorizable
 inline float round_small(float v) { return (v + kMagic) - kMagic; }
 // floor(y) = r - [r > y] with r = round(y); the indicator as min(1, max(0, (r - y) * 2^126)), since
 // r - y is 0 or at least an ulp of y (>= 2^-126 for every |y| >= 2^-102, and floor(y) of smaller
-// y > 0 is 0 anyway): min/max vectorize, while a compare-select does not under -ftrapping-math.
+// y > 0 is 0 anyway): min/max vectorize.
 inline float floor_small(float y) {
   const float r = round_small(y);
   return r - std::min(1.0f, std::max(0.0f, (r - y) * 0x1p126f));
@@ -39,13 +44,129 @@ inline float clampf(float v, float lo, float hi) { return std::min(std::max(v, l
 // e that of v (copysign: -0 rounds like +0, both give 0).
 inline float round_fixedpoint(float v, float e) { return floor_small(v + (0.5f + std::copysign(e, v))); }
 
-// What the forward rounds with; `fp` false = nearest even.
-struct Rounder {
-  bool fp;
-  float e;
-  explicit Rounder(const FakeQuantArgs& a)
-      : fp(a.right >= 0), e(a.right >= 1 ? std::ldexp(1.0f, -(std::min(a.right, 40) + 1)) : 0.0f) {}
+float threshold_of(int32_t right) { return right >= 1 ? std::ldexp(1.0f, -(std::min(right, 40) + 1)) : 0.0f; }
+
+// The three roundings: nearest-even of x / s; fixed-point of x * (1/s) with the run's threshold e;
+// fixed-point with a threshold per element (FakeQuantArgs::thresholds).
+enum Mode { kNearest, kFixed, kFixedEach };
+
+template <int kMode>
+struct Rounding {
+  float s, inv, e;
+  const float* et;
+  explicit Rounding(const FakeQuantArgs& a)
+      : s(a.scale), inv(1.0f / a.scale), e(threshold_of(a.right)), et(a.thresholds) {}
+  float v(float x) const { return kMode == kNearest ? x / s : x * inv; }
+  float round(float v, int64_t i) const {
+    if (kMode == kNearest) return round_small(v);
+    return round_fixedpoint(v, kMode == kFixedEach ? et[i] : e);
+  }
 };
+
+// L = qmin - z and U = qmax - z as floats.
+struct Bounds {
+  float lo, hi;
+  explicit Bounds(const FakeQuantArgs& a)
+      : lo(static_cast<float>(a.qmin - a.zero_point)), hi(static_cast<float>(a.qmax - a.zero_point)) {}
+};
+
+int mode_of(const FakeQuantArgs& a) { return a.right < 0 ? kNearest : (a.thresholds ? kFixedEach : kFixed); }
+
+// ---- forward ----
+
+template <int kMode>
+void forward(const float* x, int64_t n, const FakeQuantArgs& a, float* out) {
+  const Rounding<kMode> rd(a);
+  const Bounds b(a);
+  for (int64_t i = 0; i < n; ++i) out[i] = rd.s * rd.round(clampf(rd.v(x[i]), b.lo, b.hi), i);
+}
+
+// One pass: kLanes independent min/max accumulators beside the forward. GCC vectorizes this fused
+// loop in the fixed-point modes (every activation after a layer); in nearest-even mode (only the
+// network input) it stays scalar, as does a separate min/max loop in every mode.
+template <int kMode>
+void forward_minmax(const float* x, int64_t n, const FakeQuantArgs& a, float* out, float* xmin, float* xmax) {
+  const Rounding<kMode> rd(a);
+  const Bounds b(a);
+  float mn[kLanes], mx[kLanes];
+  for (int l = 0; l < kLanes; ++l) mn[l] = mx[l] = n > 0 ? x[0] : 0.0f;
+  const int64_t body = n - n % kLanes;
+  for (int64_t i = 0; i < body; i += kLanes)
+    for (int l = 0; l < kLanes; ++l) {
+      const float xv = x[i + l];
+      mn[l] = std::min(mn[l], xv);
+      mx[l] = std::max(mx[l], xv);
+      out[i + l] = rd.s * rd.round(clampf(rd.v(xv), b.lo, b.hi), i + l);
+    }
+  for (int64_t i = body; i < n; ++i) {
+    mn[0] = std::min(mn[0], x[i]);
+    mx[0] = std::max(mx[0], x[i]);
+    out[i] = rd.s * rd.round(clampf(rd.v(x[i]), b.lo, b.hi), i);
+  }
+  float rmn = mn[0], rmx = mx[0];
+  for (int l = 1; l < kLanes; ++l) {
+    rmn = std::min(rmn, mn[l]);
+    rmx = std::max(rmx, mx[l]);
+  }
+  *xmin = rmn;
+  *xmax = rmx;
+}
+
+// ---- backward ----
+
+// r = R(v) of v clamped to [L - 1, U + 1]: outside [L, U] exactly when the forward clamped.
+template <int kMode>
+void backward_clipped(const float* x, const float* dy, int64_t n, const FakeQuantArgs& a, float* dx) {
+  const Rounding<kMode> rd(a);
+  const Bounds b(a);
+  // With a fused ReLU, x <= 0 is masked too: x > xmin with xmin = 0, else -inf (always true).
+  const float xmin = a.relu ? 0.0f : -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < n; ++i) {
+    const float xv = x[i];
+    const float r = rd.round(clampf(rd.v(xv), b.lo - 1.0f, b.hi + 1.0f), i);
+    const float g = dy[i];
+    const bool pass = (r >= b.lo) & (r <= b.hi) & (xv > xmin);  // & not &&: no branches
+    dx[i] = pass ? g : 0.0f;
+  }
+}
+
+// LSQ (Esser et al. 2020, eq. 3): the range test is on v itself, not on its rounding. In chunks
+// of kChunk values (in L1), simple loops that each vectorize (one fused loop does not: GCC cannot
+// if-convert it): d = R(clamp(v, L, U)) into a stack buffer; d -= v where L < v < U, giving
+// d(x_hat)/ds = R(v) - v inside, L at or below, U at or above (R(L) = L, R(U) = U); dx = dy where
+// L < v < U; then the sum of dy * d over kLanes independent accumulators.
+constexpr int64_t kChunk = 256;
+
+template <int kMode>
+double backward_lsq(const float* x, const float* dy, int64_t n, const FakeQuantArgs& a, float* dx) {
+  const Rounding<kMode> rd(a);
+  const Bounds b(a);
+  float acc[kLanes] = {};
+  float d[kChunk];
+  for (int64_t c0 = 0; c0 < n; c0 += kChunk) {
+    const int64_t m = std::min(kChunk, n - c0);
+    const float* xc = x + c0;
+    const float* gc = dy + c0;
+    for (int64_t i = 0; i < m; ++i) d[i] = rd.round(clampf(rd.v(xc[i]), b.lo, b.hi), c0 + i);
+    for (int64_t i = 0; i < m; ++i) {  // at the clamps R(v) is L or U itself: d = R(v) - v * [L < v < U]
+      const float v = rd.v(xc[i]);
+      const float inside_v = (v > b.lo) & (v < b.hi) ? v : 0.0f;
+      d[i] -= inside_v;
+    }
+    for (int64_t i = 0; i < m; ++i) {
+      const float v = rd.v(xc[i]);
+      const float g = gc[i];
+      dx[c0 + i] = (v > b.lo) & (v < b.hi) ? g : 0.0f;
+    }
+    const int64_t body = m - m % kLanes;
+    for (int64_t i = 0; i < body; i += kLanes)
+      for (int l = 0; l < kLanes; ++l) acc[l] += gc[i + l] * d[i + l];
+    for (int64_t i = body; i < m; ++i) acc[0] += gc[i] * d[i];
+  }
+  double total = 0;
+  for (int l = 0; l < kLanes; ++l) total += acc[l];
+  return total;
+}
 
 }  // namespace
 
@@ -66,68 +187,37 @@ const char* ste_name(Ste s) {
 }
 
 FakeQuantArgs fake_quant_args(const QParams& qp, int32_t right, bool relu) {
-  return {qp.scale, qp.zero_point, relu ? std::max(qp.qmin(), qp.zero_point) : qp.qmin(), qp.qmax(), right, relu};
+  FakeQuantArgs a;
+  a.scale = qp.scale;
+  a.zero_point = qp.zero_point;
+  a.qmin = relu ? std::max(qp.qmin(), qp.zero_point) : qp.qmin();
+  a.qmax = qp.qmax();
+  a.right = right;
+  a.relu = relu;
+  return a;
 }
+
+float fixedpoint_threshold(int32_t right) { return threshold_of(right); }
 
 float lsq_grad_scale(int64_t n, int32_t qmax) {
   return static_cast<float>(1.0 / std::sqrt(static_cast<double>(n) * static_cast<double>(qmax)));
 }
 
-// ---- forward ----
-// v = x / s exactly as the engine divides its float input (nearest-even mode: the network input, and
-// the float requantization variant); for the fixed-point emulation v = x * (1/s), one rounding
-// more, of the size of the float noise the emulation has anyway (the engine's v is an exact
-// integer sum times M, the network's a float sum), and several times cheaper than a division.
-
 void fake_quant_forward(const float* x, int64_t n, const FakeQuantArgs& a, float* out) {
-  const float s = a.scale, inv = 1.0f / s;
-  const float lo = static_cast<float>(a.qmin - a.zero_point), hi = static_cast<float>(a.qmax - a.zero_point);
-  const Rounder rd(a);
-  if (rd.fp) {
-    for (int64_t i = 0; i < n; ++i) out[i] = s * round_fixedpoint(clampf(x[i] * inv, lo, hi), rd.e);
-  } else {
-    for (int64_t i = 0; i < n; ++i) out[i] = s * round_small(clampf(x[i] / s, lo, hi));
+  switch (mode_of(a)) {
+    case kNearest: return forward<kNearest>(x, n, a, out);
+    case kFixed: return forward<kFixed>(x, n, a, out);
+    default: return forward<kFixedEach>(x, n, a, out);
   }
 }
 
-// One pass: kLanes independent min/max accumulators beside the forward, so that it vectorizes.
 void fake_quant_forward_minmax(const float* x, int64_t n, const FakeQuantArgs& a, float* out, float* xmin,
                                float* xmax) {
-  const float s = a.scale, inv = 1.0f / s;
-  const float lo = static_cast<float>(a.qmin - a.zero_point), hi = static_cast<float>(a.qmax - a.zero_point);
-  const Rounder rd(a);
-  float mn[kLanes], mx[kLanes];
-  for (int l = 0; l < kLanes; ++l) mn[l] = mx[l] = n > 0 ? x[0] : 0.0f;
-  const int64_t body = n - n % kLanes;
-  if (rd.fp) {
-    for (int64_t i = 0; i < body; i += kLanes)
-      for (int l = 0; l < kLanes; ++l) {
-        const float v = x[i + l];
-        mn[l] = std::min(mn[l], v);
-        mx[l] = std::max(mx[l], v);
-        out[i + l] = s * round_fixedpoint(clampf(v * inv, lo, hi), rd.e);
-      }
-  } else {
-    for (int64_t i = 0; i < body; i += kLanes)
-      for (int l = 0; l < kLanes; ++l) {
-        const float v = x[i + l];
-        mn[l] = std::min(mn[l], v);
-        mx[l] = std::max(mx[l], v);
-        out[i + l] = s * round_small(clampf(v / s, lo, hi));
-      }
+  switch (mode_of(a)) {
+    case kNearest: return forward_minmax<kNearest>(x, n, a, out, xmin, xmax);
+    case kFixed: return forward_minmax<kFixed>(x, n, a, out, xmin, xmax);
+    default: return forward_minmax<kFixedEach>(x, n, a, out, xmin, xmax);
   }
-  for (int64_t i = body; i < n; ++i) {
-    mn[0] = std::min(mn[0], x[i]);
-    mx[0] = std::max(mx[0], x[i]);
-  }
-  fake_quant_forward(x + body, n - body, a, out + body);
-  float rmn = mn[0], rmx = mx[0];
-  for (int l = 1; l < kLanes; ++l) {
-    rmn = std::min(rmn, mn[l]);
-    rmx = std::max(rmx, mx[l]);
-  }
-  *xmin = rmn;
-  *xmax = rmx;
 }
 
 void fake_quant_avgpool_round(const float* x, int64_t n, const FakeQuantArgs& a, float* out) {
@@ -141,8 +231,6 @@ void fake_quant_avgpool_round(const float* x, int64_t n, const FakeQuantArgs& a,
   }
 }
 
-// ---- backward ----
-
 void fake_quant_backward_identity(const float* x, const float* dy, int64_t n, const FakeQuantArgs& a, float* dx) {
   if (a.relu) {
     for (int64_t i = 0; i < n; ++i) {
@@ -154,60 +242,20 @@ void fake_quant_backward_identity(const float* x, const float* dy, int64_t n, co
   }
 }
 
-// r = R(x / s) of x / s clamped to [L - 1, U + 1]: outside [L, U] exactly when the forward clamped.
 void fake_quant_backward_clipped(const float* x, const float* dy, int64_t n, const FakeQuantArgs& a, float* dx) {
-  const float s = a.scale;
-  const float lo = static_cast<float>(a.qmin - a.zero_point), hi = static_cast<float>(a.qmax - a.zero_point);
-  const Rounder rd(a);
-  const float inv = 1.0f / s;
-  // With a fused ReLU, x <= 0 is masked too: x > xmin with xmin = 0, else xmin = -inf (always true).
-  const float xmin = a.relu ? 0.0f : -std::numeric_limits<float>::infinity();
-  for (int64_t i = 0; i < n; ++i) {
-    const float xv = x[i];
-    const float v = clampf(rd.fp ? xv * inv : xv / s, lo - 1.0f, hi + 1.0f);
-    const float r = rd.fp ? round_fixedpoint(v, rd.e) : round_small(v);
-    const float g = dy[i];
-    const bool pass = (r >= lo) & (r <= hi) & (xv > xmin);  // & not &&: no branches, the loop vectorizes
-    dx[i] = pass ? g : 0.0f;
+  switch (mode_of(a)) {
+    case kNearest: return backward_clipped<kNearest>(x, dy, n, a, dx);
+    case kFixed: return backward_clipped<kFixed>(x, dy, n, a, dx);
+    default: return backward_clipped<kFixedEach>(x, dy, n, a, dx);
   }
 }
 
-// LSQ (Esser et al. 2020, eq. 3): the range test is on v = x / s itself, not on its rounding.
-// Every candidate is computed, then selected, with kLanes independent sums, so that it vectorizes.
-namespace {
-// d(x_hat)/ds of one value and its gradient mask (R(v) - v inside, L at or below, U at or above),
-// every candidate computed and then selected: a conditional float operation would be a branch.
-template <bool kFixedPoint>
-inline float lsq_one(float xv, float g, float s, float inv, float lo, float hi, float e, float* dxi) {
-  const float v = kFixedPoint ? xv * inv : xv / s;
-  const bool inside = (v > lo) & (v < hi);
-  const float vc = clampf(v, lo, hi);  // keeps the rounding in its small range; inside: vc = v
-  const float r = kFixedPoint ? round_fixedpoint(vc, e) : round_small(vc);
-  const float in_range = r - v;
-  const float edge = v <= lo ? lo : hi;
-  *dxi = inside ? g : 0.0f;
-  return g * (inside ? in_range : edge);
-}
-
-template <bool kFixedPoint>
-double lsq_backward(const float* x, const float* dy, int64_t n, const FakeQuantArgs& a, float* dx) {
-  const float s = a.scale, inv = 1.0f / s;
-  const float lo = static_cast<float>(a.qmin - a.zero_point), hi = static_cast<float>(a.qmax - a.zero_point);
-  const float e = Rounder(a).e;
-  float acc[kLanes] = {};
-  const int64_t body = n - n % kLanes;
-  for (int64_t i = 0; i < body; i += kLanes)
-    for (int l = 0; l < kLanes; ++l)
-      acc[l] += lsq_one<kFixedPoint>(x[i + l], dy[i + l], s, inv, lo, hi, e, dx + i + l);
-  for (int64_t i = body; i < n; ++i) acc[0] += lsq_one<kFixedPoint>(x[i], dy[i], s, inv, lo, hi, e, dx + i);
-  double total = 0;
-  for (int l = 0; l < kLanes; ++l) total += acc[l];
-  return total;
-}
-}  // namespace
-
 double fake_quant_backward_lsq(const float* x, const float* dy, int64_t n, const FakeQuantArgs& a, float* dx) {
-  return a.right >= 0 ? lsq_backward<true>(x, dy, n, a, dx) : lsq_backward<false>(x, dy, n, a, dx);
+  switch (mode_of(a)) {
+    case kNearest: return backward_lsq<kNearest>(x, dy, n, a, dx);
+    case kFixed: return backward_lsq<kFixed>(x, dy, n, a, dx);
+    default: return backward_lsq<kFixedEach>(x, dy, n, a, dx);
+  }
 }
 
 }  // namespace lowbit

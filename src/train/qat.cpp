@@ -112,23 +112,38 @@ struct ActQuant {
   bool observing = false;
   std::vector<float> smin, smax;  // per-sample min/max of the last training forward
   // The engine's rounding here (FakeQuantArgs::right): one right shift per output channel of the
-  // producing layer (channel c = element / plane % channels), or -1 (nearest-even) for the input.
+  // producing layer, or none (-1: nearest-even) for the input. When the shifts differ, the
+  // per-element thresholds of one sample (channel c covers elements [c * plane, (c + 1) * plane)).
   std::vector<int32_t> right;
+  std::vector<float> thresholds;  // (per_sample) when !uniform
   int64_t plane = 1;
   bool uniform = true;  // every channel has the same shift
   bool relu = false;    // the producing layer's ReLU is fused here (FakeQuantArgs::relu)
 
   bool lsq() const { return ste == Ste::Lsq; }
-  FakeQuantArgs args(size_t c) const { return fake_quant_args(qp, right.empty() ? -1 : right[c], relu); }
-  // Calls fn(offset, count, args) over samples [n0, n1) of a batch tensor, in runs that share a shift.
+  FakeQuantArgs args() const {
+    FakeQuantArgs a = fake_quant_args(qp, right.empty() ? -1 : right[0], relu);
+    if (!uniform) a.thresholds = thresholds.data();
+    return a;
+  }
+  // Calls fn(offset, count, args) over samples [n0, n1) of a batch tensor: one run, or one per
+  // sample when the thresholds are per element.
   template <class Fn>
   void runs(int n0, int n1, Fn fn) const {
-    if (uniform || right.empty()) {
-      fn(n0 * per_sample, (n1 - n0) * per_sample, args(0));
+    const FakeQuantArgs a = args();
+    if (uniform) {
+      fn(n0 * per_sample, (n1 - n0) * per_sample, a);
       return;
     }
-    for (int n = n0; n < n1; ++n)
-      for (size_t c = 0; c < right.size(); ++c) fn(n * per_sample + static_cast<int64_t>(c) * plane, plane, args(c));
+    for (int n = n0; n < n1; ++n) fn(n * per_sample, per_sample, a);
+  }
+  void set_shifts(std::vector<int32_t> r) {
+    right = std::move(r);
+    uniform = std::all_of(right.begin(), right.end(), [&](int32_t v) { return v == right[0]; });
+    if (uniform) return;
+    thresholds.resize(static_cast<size_t>(per_sample));
+    for (size_t c = 0; c < right.size(); ++c)
+      std::fill_n(thresholds.begin() + static_cast<int64_t>(c) * plane, plane, fixedpoint_threshold(right[c]));
   }
   bool prepare() {
     if (lsq()) {
@@ -642,15 +657,14 @@ bool QatNetwork::prepare() {
   // The right shift of every output channel's multiplier, as compute_requant derives it.
   for (auto& w : im.weighted) {
     if (!w.out) continue;
-    ActQuant& a = *w.out;
-    a.right.resize(static_cast<size_t>(w.wq->oc));
+    std::vector<int32_t> right(static_cast<size_t>(w.wq->oc));
     for (int c = 0; c < w.wq->oc; ++c) {
-      double m = double{w.wq->w_scale[size_t(c)]} * w.wq->in->qp.scale / a.qp.scale;
+      double m = double{w.wq->w_scale[size_t(c)]} * w.wq->in->qp.scale / w.out->qp.scale;
       if (!(m > 0) || !std::isfinite(m)) return false;
       m = std::clamp(m, std::ldexp(1.0, -31), std::ldexp(1.0, 30) * 0.999);
-      a.right[size_t(c)] = std::max(-quantize_multiplier(m).shift, 0);
+      right[size_t(c)] = std::max(-quantize_multiplier(m).shift, 0);
     }
-    a.uniform = std::all_of(a.right.begin(), a.right.end(), [&](int32_t r) { return r == a.right[0]; });
+    w.out->set_shifts(std::move(right));
   }
   return true;
 }

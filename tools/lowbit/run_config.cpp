@@ -27,7 +27,7 @@ Json default_config() {
   "qat": {
     "enabled": true,
     "epochs": 2,
-    "lr": 0.005,
+    "lr": 0.002,
     "bit_widths": [[4, 4], [8, 8], [6, 6], [4, 8], [3, 3], [2, 8]],
     "abc_bases": [1, 2, 3],
     "ste": "clipped"
