@@ -1,5 +1,7 @@
 #include "test_util.h"
 
+#include "lowbit/train.h"
+
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -77,6 +79,19 @@ void write_tiny_dataset(const std::string& dir, int n, bool gz) {
       write_bytes(lb, lv);
     }
   }
+}
+
+void write_tiny_model(const std::string& dir, int n, bool bias, uint64_t seed) {
+  write_tiny_dataset(dir, n, false);
+  Dataset tr = load_split(dir, true), te = load_split(dir, false);
+  Sequential m = build_model("lenet5", bias);
+  m.init(seed);
+  TrainConfig cfg;
+  cfg.epochs = 2;
+  cfg.batch = 16;
+  Optimizer o(m, cfg.optim);
+  train(m, o, tr, te, cfg);
+  save_model(dir + "/m.st", m);
 }
 
 bool file_exists(const std::string& path) {

@@ -28,6 +28,8 @@ void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes);
 void write_gzip(const std::string& path, const std::vector<uint8_t>& bytes);
 // Writes a tiny MNIST-format data set (n training and n test images) into dir.
 void write_tiny_dataset(const std::string& dir, int n, bool gz);
+// Writes a tiny data set (n images) into dir and dir/m.st: LeNet-5 trained on it for 2 epochs.
+void write_tiny_model(const std::string& dir, int n, bool bias, uint64_t seed);
 bool file_exists(const std::string& path);
 std::string slurp(const std::string& path);
 bool have_fashion_mnist();

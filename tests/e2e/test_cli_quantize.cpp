@@ -19,16 +19,7 @@ class CliQuantize : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir = new TempDir;
-    test::write_tiny_dataset(dir->path, 60, false);
-    Dataset tr = load_split(dir->path, true), te = load_split(dir->path, false);
-    Sequential m = build_model("lenet5", true);
-    m.init(5);
-    TrainConfig cfg;
-    cfg.epochs = 2;
-    cfg.batch = 16;
-    Optimizer o(m, cfg.optim);
-    train(m, o, tr, te, cfg);
-    save_model(dir->file("m.st"), m);
+    test::write_tiny_model(dir->path, 60, true, 5);
   }
   static void TearDownTestSuite() {
     delete dir;
