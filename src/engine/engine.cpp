@@ -81,6 +81,7 @@ struct Prepared {
   int oc = 0, oh = 0, ow = 0;  // output per sample
   bool final = false;
   std::vector<int8_t> wpad;    // (oc, qk4(K))
+  std::vector<int8_t> wt;      // one output pixel per image: W^T for small batches (QGemmArgs::wt)
   std::vector<int32_t> bias_eff;
   std::vector<float> out_scale;  // final op: s_w[c] * s_in
   RequantParams rq;
@@ -92,6 +93,14 @@ struct Scratch {
   std::vector<uint8_t> a, b, packed;
   std::vector<int32_t> acc;
 };
+
+// Grows a scratch buffer, never shrinks it: a batch-1 call would otherwise zero-fill kilobytes
+// each time a buffer regrows from the last layer's size to the first's.
+template <class T>
+T* room(std::vector<T>& v, int64_t n) {
+  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+  return v.data();
+}
 
 }  // namespace
 
@@ -148,6 +157,10 @@ Engine::Engine(const QModel& q, const KernelTable* table) : impl_(new Impl{q, {}
       p.final = static_cast<int>(i) == last_weighted;
       p.wpad.resize(static_cast<size_t>(op.out_ch) * qk4(K));
       qpad_weights_s8(op.weight.data(), op.out_ch, K, K, p.wpad.data());
+      if (p.oh * p.ow == 1) {
+        p.wt.resize(static_cast<size_t>(qk4(K)) * ((op.out_ch + 15) & ~15));
+        qpack_weights_t_s8(op.weight.data(), op.out_ch, K, K, p.wt.data());
+      }
       p.bias_eff.resize(static_cast<size_t>(op.out_ch));
       qbias_eff(op.weight.data(), op.out_ch, K, K, op.bias.empty() ? nullptr : op.bias.data(), op.in.zero_point + 128,
                 p.bias_eff.data(), op.name.c_str());
@@ -182,7 +195,7 @@ static void run_tile(const Engine::Impl& im, Scratch& s, const float* x, int t, 
   const KernelTable& k = *im.k;
   const QModel& q = im.q;
   const int64_t in_n = shape_numel(q.input_shape) * t;
-  s.a.resize(static_cast<size_t>(in_n));
+  room(s.a, in_n);
   if (q.rounding == Rounding::Nearest) {
     QQuantizeArgs qa{q.input.scale, q.input.zero_point + 128, q.input.qmin() + 128, q.input.qmax() + 128};
     k.qquantize_f32_u8(x, in_n, qa, s.a.data());
@@ -199,15 +212,14 @@ static void run_tile(const Engine::Impl& im, Scratch& s, const float* x, int t, 
     }
     if (op.kind == QOpKind::flatten) continue;
     std::vector<uint8_t>& next_buf = cur == s.a.data() ? s.b : s.a;
-    if (!p.final) next_buf.resize(static_cast<size_t>(p.out_size() * t));
-    uint8_t* next = next_buf.data();
+    uint8_t* next = p.final ? nullptr : room(next_buf, p.out_size() * t);
     if (op.kind == QOpKind::maxpool || op.kind == QOpKind::avgpool) {
       (op.kind == QOpKind::maxpool ? k.qmaxpool2x2_u8 : k.qavgpool2x2_u8)(cur, int64_t{t} * p.c, p.h, p.w, next);
       cur = next;
       continue;
     }
     const int K = op.k(), P = p.oh * p.ow, N = t * P;
-    s.packed.resize(static_cast<size_t>(qk4(K)) * N);
+    room(s.packed, int64_t{qk4(K)} * N);
     if (op.kind == QOpKind::conv) {
       QIm2colArgs ia;
       ia.in = cur, ia.nb = t, ia.c = p.c, ia.h = p.h, ia.w = p.w;
@@ -222,12 +234,12 @@ static void run_tile(const Engine::Impl& im, Scratch& s, const float* x, int t, 
     QGemmArgs g;
     g.m = op.out_ch, g.n = N, g.k = K;
     g.w = p.wpad.data(), g.ldw = qk4(K);
+    g.wt = p.wt.empty() ? nullptr : p.wt.data();
     g.x = s.packed.data();
     g.bias = p.bias_eff.data();
     g.ldc = P, g.cols_per_image = P, g.ldc_image = int64_t{op.out_ch} * P;
     if (p.final) {
-      s.acc.resize(static_cast<size_t>(int64_t{op.out_ch} * N));
-      g.c_i32 = s.acc.data();
+      g.c_i32 = room(s.acc, int64_t{op.out_ch} * N);
       k.qgemm_u8s8(g);
       for (int n = 0; n < t; ++n)
         for (int ch = 0; ch < op.out_ch; ++ch)

@@ -32,6 +32,8 @@ bool cpu_supports(Isa isa) {
   return false;
 }
 
+bool cpu_has_avx512vbmi() { return cpu_supports(Isa::avx512) && __builtin_cpu_supports("avx512vbmi"); }
+
 Isa best_isa() {
   if (cpu_supports(Isa::avx512)) return Isa::avx512;
   if (cpu_supports(Isa::avx2)) return Isa::avx2;
@@ -65,7 +67,7 @@ static KernelTable make_table(Isa isa) {
       break;
     case Isa::avx512:
       t.qgemm_u8s8 = qgemm_u8s8_6x64__avx512vnni;
-      t.qim2col_u8 = qim2col_u8__avx2;
+      t.qim2col_u8 = cpu_has_avx512vbmi() ? qim2col_u8__avx512vbmi : qim2col_u8__avx2;
       t.qmaxpool2x2_u8 = qmaxpool2x2_u8__avx2;
       t.qquantize_f32_u8 = qquantize_f32_u8__avx2;
       t.qpack_u8 = qpack_u8__avx2;

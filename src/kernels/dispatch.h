@@ -12,6 +12,8 @@ enum class Isa { ref = 0, avx2 = 1, avx512 = 2 };
 const char* isa_name(Isa isa);
 bool cpu_supports(Isa isa);
 Isa best_isa();  // best this CPU supports, ignoring LOWBIT_ISA
+// The avx512 table takes a VBMI kernel where the CPU has that extension too (Ice Lake, Zen 4 on).
+bool cpu_has_avx512vbmi();
 
 // C[m, n] (+)= A[m, k] * B[k, n], with general strides: A(i, p) = A[i * rs_a + p * cs_a],
 // B(p, j) = B[p * rs_b + j * cs_b], C(i, j) = C[i * ldc + j]. Overwrites C unless accumulate.

@@ -37,10 +37,13 @@ inline int qk4(int k) { return (k + 3) & ~3; }
 // batch-major logits (cols_per_image = 1, ldc = 1, ldc_image = M gives out[j][i]).
 // c_i32 non-null: writes acc + bias (no requant); else writes requantize_ref(acc + bias, *rq,
 // variant, i) to c_u8.
+// wt (optional, may be null): the same W packed transposed, [qk4(k)/4][m rounded up to 16][4]
+// (qpack_weights_t_s8); a kernel may use it when n is small (batch-1 GEMV-like layers).
 struct QGemmArgs {
   int m = 0, n = 0, k = 0;
   const int8_t* w = nullptr;
   int64_t ldw = 0;
+  const int8_t* wt = nullptr;
   const uint8_t* x = nullptr;
   const int32_t* bias = nullptr;
   int64_t ldc = 0;
@@ -101,6 +104,9 @@ using QQuantizeFn = void (*)(const float* x, int64_t n, const QQuantizeArgs& p, 
 // ---- preparation helpers (not kernels: called once when a model is loaded) ----
 // Copies W[m][k] (row stride ldw_in) into out[m][qk4(k)], zero-filling the padded columns.
 void qpad_weights_s8(const int8_t* w, int m, int k, int64_t ldw_in, int8_t* out);
+// W^T for QGemmArgs::wt: out[(p/4) * M16 * 4 + i * 4 + p % 4] = W(i, p), M16 = m rounded up to
+// 16, zero for i >= m or p >= k; out holds qk4(k) * M16 bytes.
+void qpack_weights_t_s8(const int8_t* w, int m, int k, int64_t ldw_in, int8_t* out);
 // bias_eff[i] = bias[i] - z_in_u * sum_p W[i][p] (bias may be null = 0). Throws lowbit::Error
 // naming `what` when a value does not fit int32 or 255*128*k + |bias_eff| reaches 2^31.
 void qbias_eff(const int8_t* w, int m, int k, int64_t ldw, const int32_t* bias, int32_t z_in_u,
@@ -112,7 +118,8 @@ void qgemm_u8s8_2x16__avx2(const QGemmArgs& a);
 void qgemm_u8s8_6x64__avx512vnni(const QGemmArgs& a);
 
 void qim2col_u8_ref(const QIm2colArgs& a);
-void qim2col_u8__avx2(const QIm2colArgs& a);  // also used by the avx512 table
+void qim2col_u8__avx2(const QIm2colArgs& a);  // also used by the avx512 table without VBMI
+void qim2col_u8__avx512vbmi(const QIm2colArgs& a);  // needs AVX-512 VBMI (cpu_has_avx512vbmi)
 
 void qpack_u8_ref(const uint8_t* x, int64_t rs, int64_t cs, int k, int n, uint8_t* out);
 void qpack_u8__avx2(const uint8_t* x, int64_t rs, int64_t cs, int k, int n, uint8_t* out);

@@ -35,7 +35,7 @@ enum class Fill { random, extreme_neg, extreme_pos, zeros, small };
 struct Problem {
   int m, n, k;
   int64_t ldw;
-  std::vector<int8_t> w;
+  std::vector<int8_t> w, wt;  // wt: W^T packed for QGemmArgs::wt
   std::vector<uint8_t> x;  // packed [k4/4][n][4]
   std::vector<int32_t> bias, q31, shift, divisor;
   std::vector<float> scale;
@@ -67,6 +67,8 @@ struct Problem {
         }
         w[static_cast<size_t>(i * ldw + p)] = v8;
       }
+    wt.resize(static_cast<size_t>(k4) * ((m + 15) & ~15));
+    qpack_weights_t_s8(w.data(), m, k, ldw, wt.data());
     // Padded rows of X get random bytes too: the zero columns of W must cancel them.
     for (auto& b : x) {
       if (fill == Fill::random) b = static_cast<uint8_t>(rng.below(256));
@@ -112,13 +114,14 @@ struct Problem {
     out_size = last + 1 + 67;
   }
 
-  QGemmArgs args(void* out) const {
+  QGemmArgs args(void* out, bool with_wt = false) const {
     QGemmArgs a;
     a.m = m;
     a.n = n;
     a.k = k;
     a.w = w.data();
     a.ldw = ldw;
+    a.wt = with_wt ? wt.data() : nullptr;
     a.x = x.data();
     a.bias = bias.data();
     a.ldc = layout.ldc;
@@ -143,27 +146,33 @@ struct Problem {
 };
 
 // Runs `fn` and the reference on the same problem, with identically pre-filled outputs (so a
-// stray write shows as a difference), and compares every element.
-::testing::AssertionResult same_as_ref(QGemmFn fn, const char* isa, const Problem& p) {
+// stray write shows as a difference), and compares every element. Twice: without and with the
+// transposed weights (a kernel may take another path with them).
+::testing::AssertionResult same_as_ref_once(QGemmFn fn, const char* isa, const Problem& p, bool with_wt) {
   if (p.int32_out) {
     std::vector<int32_t> want(static_cast<size_t>(p.out_size), 0x5A5A5A5A), got = want;
     qgemm_u8s8_ref(p.args(want.data()));
-    fn(p.args(got.data()));
+    fn(p.args(got.data(), with_wt));
     for (size_t i = 0; i < want.size(); ++i)
       if (want[i] != got[i])
-        return ::testing::AssertionFailure() << isa << " " << p.describe() << " offset " << i << " expected "
+        return ::testing::AssertionFailure() << isa << (with_wt ? " (with wt) " : " ") << p.describe() << " offset " << i << " expected "
                                              << want[i] << " got " << got[i];
   } else {
     std::vector<uint8_t> want(static_cast<size_t>(p.out_size), 0xA5), got = want;
     qgemm_u8s8_ref(p.args(want.data()));
-    fn(p.args(got.data()));
+    fn(p.args(got.data(), with_wt));
     for (size_t i = 0; i < want.size(); ++i)
       if (want[i] != got[i])
-        return ::testing::AssertionFailure() << isa << " " << p.describe() << " offset " << i << " (row "
+        return ::testing::AssertionFailure() << isa << (with_wt ? " (with wt) " : " ") << p.describe() << " offset " << i << " (row "
                                              << i / std::max<int64_t>(p.layout.ldc, 1) << ") expected "
                                              << int{want[i]} << " got " << int{got[i]};
   }
   return ::testing::AssertionSuccess();
+}
+
+::testing::AssertionResult same_as_ref(QGemmFn fn, const char* isa, const Problem& p) {
+  ::testing::AssertionResult r = same_as_ref_once(fn, isa, p, false);
+  return r ? same_as_ref_once(fn, isa, p, true) : r;
 }
 
 struct IsaUnderTest {
@@ -280,6 +289,27 @@ TEST(QGemm, EveryVariantEveryOutputLayout) {
             Problem p(rng, m, n, 57, v, i32, plain(n, 5));
             ASSERT_TRUE(same_as_ref(t.fn, isa_name(t.isa), p));
           }
+  }
+}
+
+// The layers with one output pixel per image at small batches (conv3, fc1, fc2 at batch 1):
+// batch-major output (C(i, j) at j * ldc_image + i), n < 16, where the AVX-512 kernel puts 16
+// channels in a vector (QGemmArgs::wt). Channel counts around every multiple of 16 and 64.
+TEST(QGemm, SmallBatchOneColumnPerImage) {
+  Rng rng(9);
+  const int ms[] = {1, 2, 10, 15, 16, 17, 31, 32, 33, 47, 48, 49, 63, 64, 65, 84, 120, 127, 128, 129, 200};
+  for (const IsaUnderTest& t : simd_isas()) {
+    int c = 0;
+    for (int m : ms)
+      for (int n = 1; n <= 17; ++n)
+        for (int k : {1, 3, 4, 5, 84, 120, 400}) {
+          if ((m + n + k + c) % 3 != 0 && k > 5 && n > 5) continue;  // a third of the big ones
+          const int64_t ldc_image = m + static_cast<int>(rng.below(3));
+          Problem p(rng, m, n, k, kVariants[c % 6], c % 5 == 0, {1, 1, ldc_image},
+                    c % 11 == 0 ? Fill::extreme_neg : Fill::random);
+          ++c;
+          ASSERT_TRUE(same_as_ref(t.fn, isa_name(t.isa), p));
+        }
   }
 }
 

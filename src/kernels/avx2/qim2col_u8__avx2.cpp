@@ -13,6 +13,7 @@
 // outside it).
 #include <immintrin.h>
 
+#include "kernels/im2col_stride1.h"
 #include "kernels/qkernels.h"
 
 namespace lowbit {
@@ -35,52 +36,6 @@ inline void interleave16(const uint8_t* const* p, int x, int nreal, uint8_t* d) 
   _mm_storeu_si128(o + 3, _mm_unpackhi_epi16(hi01, hi23));  // x+12..x+15
 }
 
-// Stride 1 without padding (all of LeNet): tap t of output row y reads input row y + i from
-// column j on, so a row costs four pointer bumps and ceil(ow/16) interleave steps.
-void im2col_stride1_nopad(const QIm2colArgs& a) {
-  const int oh = a.h - a.kh + 1, ow = a.w - a.kw + 1;
-  const int k_real = a.c * a.kh * a.kw;
-  const int nkb = qk4(k_real) / 4;
-  const int64_t n_all = int64_t{a.nb} * oh * ow;
-  const int64_t in_size = (a.nb - 1) * a.in_bstride + (a.c - 1) * a.in_cstride + int64_t{a.h} * a.w;
-  const uint8_t* out_end = a.out + nkb * n_all * 4;
-  for (int kb = 0; kb < nkb; ++kb) {
-    const int nreal = k_real - 4 * kb < 4 ? k_real - 4 * kb : 4;  // real taps come first
-    int64_t off[4] = {0, 0, 0, 0};  // tap t of image 0, output row 0, column 0 at in + off[t]
-    int64_t max_off = 0;
-    for (int t = 0; t < nreal; ++t) {
-      const int k = 4 * kb + t;
-      off[t] = (k / (a.kh * a.kw)) * a.in_cstride + int64_t{(k / a.kw) % a.kh} * a.w + k % a.kw;
-      if (off[t] > max_off) max_off = off[t];
-    }
-    uint8_t* o = a.out + kb * n_all * 4;
-    for (int b = 0; b < a.nb; ++b) {
-      const uint8_t* p[4];
-      for (int t = 0; t < 4; ++t) p[t] = a.in + b * a.in_bstride + off[t];
-      // Rows whose 16-byte reads stay inside the input, for the narrow-row overrun below.
-      const int64_t room = in_size - 16 - max_off - b * a.in_bstride;
-      const int y_safe = room < 0 ? -1 : static_cast<int>(room / a.w);
-      for (int y = 0; y < oh; ++y, o += int64_t{ow} * 4) {
-        if (y > 0)
-          for (int t = 0; t < 4; ++t) p[t] += a.w;
-        int x = 0;
-        for (; x + 16 <= ow; x += 16) interleave16(p, x, nreal, o);
-        if (x == ow) continue;
-        if (ow >= 16) {  // ragged end: one overlapping step
-          interleave16(p, ow - 16, nreal, o);
-        } else if (y <= y_safe && o + 64 <= out_end) {
-          // Narrow rows: a full step writes garbage past the row end into positions written
-          // later (next row, image or k-block), never outside the packed matrix.
-          interleave16(p, 0, nreal, o);
-        } else {
-          for (; x < ow; ++x)
-            for (int t = 0; t < 4; ++t) o[4 * x + t] = t < nreal ? p[t][x] : uint8_t{0};
-        }
-      }
-    }
-  }
-}
-
 }  // namespace
 
 void qim2col_u8__avx2(const QIm2colArgs& a) {
@@ -90,7 +45,7 @@ void qim2col_u8__avx2(const QIm2colArgs& a) {
     return;
   }
   if (a.stride == 1 && a.pad == 0) {
-    im2col_stride1_nopad(a);
+    im2col_stride1_nopad(a, interleave16);
     return;
   }
   const int oh = qconv_out_size(a.h, a.kh, a.stride, a.pad);
@@ -103,15 +58,16 @@ void qim2col_u8__avx2(const QIm2colArgs& a) {
   const int64_t in_size = (a.nb - 1) * a.in_bstride + (a.c - 1) * a.in_cstride + int64_t{a.h} * a.w;
   const int64_t out_size = nkb * n_all * 4;
 
+  Tap tap;  // of k = 4 * kb + t
   for (int kb = 0; kb < nkb; ++kb) {
     int ci[4], ti[4], tj[4];
     bool real[4];
     for (int t = 0; t < 4; ++t) {
-      const int k = 4 * kb + t;
-      real[t] = k < k_real;
-      ci[t] = real[t] ? k / (a.kh * a.kw) : 0;
-      ti[t] = real[t] ? (k / a.kw) % a.kh : 0;
-      tj[t] = real[t] ? k % a.kw : 0;
+      real[t] = 4 * kb + t < k_real;
+      ci[t] = real[t] ? tap.ci : 0;
+      ti[t] = real[t] ? tap.i : 0;
+      tj[t] = real[t] ? tap.j : 0;
+      if (real[t]) tap.next(a.kh, a.kw);
     }
     // Output columns x in [x_lo, x_hi) read every tap inside its row (x - pad + tj in [0, w)).
     int x_lo = 0, x_hi = ow;

@@ -24,50 +24,88 @@
 namespace lowbit {
 namespace {
 
-// One output row's requantization constants, broadcast once per tile row.
-struct RowRequant {
-  __m512i q31, nudge, rmask, rhalf, sat_hi, sat_lo, round64;
-  __m128i left, right, shift64;
+// Requantization constants of 16 lanes. In the row tiles every lane holds the same output
+// channel; in the small-n tiles (tile_t) each lane holds its own channel. So every shift is a
+// per-lane variable shift (vpsllvd, vpsravd, vpsravq: as fast as the uniform ones here).
+struct LaneRequant {
+  __m512i q31_even, q31_odd;  // multiplier in the low dword of each 64-bit lane, for vpmuldq
+  __m512i left, right;        // shift counts per 32-bit lane
+  __m512i sat_hi, sat_lo;     // x * 2^left saturates outside [sat_lo, sat_hi]
+  __m512i nudge;              // srdhm's 2^30 (nearest) or 0, per 64-bit lane
+  __m512i round_even, round_odd, shift_even, shift_odd;  // the one-shift form, per 64-bit lane
+  __m512i rmask, rhalf;       // rounding divide by 2^right
   __m512 scale, flo, fhi;
-  bool has_left;
+  bool has_left;   // some lane shifts left
   bool one_shift;  // the fixedpoint result is one 64-bit rounding shift (see requant16)
 };
 
-LOWBIT_INLINE RowRequant row_requant(const QGemmArgs& a, int i) {
+LOWBIT_INLINE bool is_fixedpoint(RequantVariant v) {
+  return v == RequantVariant::fixedpoint || v == RequantVariant::fixedpoint_floor;
+}
+LOWBIT_INLINE bool is_float(RequantVariant v) {
+  return v == RequantVariant::float_nearest || v == RequantVariant::float_floor;
+}
+
+// Fills q from per-lane q31, shift (fixedpoint) and scale (float) vectors. Only the fields the
+// variant reads are set: q is 1 KiB, and zeroing or copying it cost more than the rest at batch 1.
+LOWBIT_INLINE void lane_requant(LaneRequant& q, const QGemmArgs& a, __m512i q31, __m512i shift, __m512 scale) {
   const RequantParams& p = *a.rq;
-  RowRequant q{};
+  q.has_left = q.one_shift = false;
   q.flo = _mm512_set1_ps(static_cast<float>(p.lo - p.z_out));
   q.fhi = _mm512_set1_ps(static_cast<float>(p.hi - p.z_out));
-  if (a.variant == RequantVariant::fixedpoint || a.variant == RequantVariant::fixedpoint_floor) {
-    const bool nearest = a.variant == RequantVariant::fixedpoint;
-    const int shift = p.shift[i];
-    const int left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
-    q.q31 = _mm512_set1_epi32(p.q31[i]);
-    q.nudge = _mm512_set1_epi64(nearest ? (int64_t{1} << 30) : 0);
-    const int32_t mask = static_cast<int32_t>((int64_t{1} << right) - 1);
-    q.rmask = _mm512_set1_epi32(mask);
-    q.rhalf = _mm512_set1_epi32(mask >> 1);
-    q.has_left = left > 0;
-    q.left = _mm_cvtsi32_si128(left);
-    q.right = _mm_cvtsi32_si128(right);
-    q.sat_hi = _mm512_set1_epi32(INT32_MAX >> left);
-    q.sat_lo = _mm512_set1_epi32(INT32_MIN >> left);
-    // floor: floor(x*q31 / 2^(31+right)) exactly. nearest with lo >= z_out (fused ReLU): for
-    // y = srdhm(x) >= 0, rdivpot(y) = floor((x*q31 + 2^30 + 2^(30+right)) / 2^(31+right))
-    // (nested floors of integer quotients compose); for y < 0 both that and rdivpot(y) are <= 0
-    // and clamp to lo - z_out >= 0 alike.
-    q.one_shift = !nearest || p.lo >= p.z_out;
-    q.round64 = _mm512_set1_epi64(!nearest ? 0 : (int64_t{1} << 30) + (right > 0 ? int64_t{1} << (30 + right) : 0));
-    q.shift64 = _mm_cvtsi32_si128(31 + right);
-  } else if (a.variant == RequantVariant::float_nearest || a.variant == RequantVariant::float_floor) {
-    q.scale = _mm512_set1_ps(p.scale[i]);
-  }
-  return q;
+  q.scale = scale;
+  if (!is_fixedpoint(a.variant)) return;
+  const bool nearest = a.variant == RequantVariant::fixedpoint;
+  const __m512i zero = _mm512_setzero_si512(), one32 = _mm512_set1_epi32(1);
+  q.left = _mm512_max_epi32(shift, zero);
+  q.right = _mm512_max_epi32(_mm512_sub_epi32(zero, shift), zero);
+  q.has_left = _mm512_test_epi32_mask(q.left, q.left) != 0;
+  q.sat_hi = _mm512_srav_epi32(_mm512_set1_epi32(INT32_MAX), q.left);
+  q.sat_lo = _mm512_srav_epi32(_mm512_set1_epi32(INT32_MIN), q.left);
+  q.q31_even = q31;
+  q.q31_odd = _mm512_srli_epi64(q31, 32);
+  q.nudge = _mm512_set1_epi64(nearest ? (int64_t{1} << 30) : 0);
+  q.rmask = _mm512_sub_epi32(_mm512_sllv_epi32(one32, q.right), one32);  // 2^right - 1
+  q.rhalf = _mm512_srli_epi32(q.rmask, 1);
+  // floor: floor(x*q31 / 2^(31+right)) exactly. nearest with lo >= z_out (fused ReLU): for
+  // y = srdhm(x) >= 0, rdivpot(y) = floor((x*q31 + 2^30 + 2^(30+right)) / 2^(31+right))
+  // (nested floors of integer quotients compose); for y < 0 both that and rdivpot(y) are <= 0
+  // and clamp to lo - z_out >= 0 alike.
+  q.one_shift = !nearest || p.lo >= p.z_out;
+  const __m512i right_even = _mm512_and_si512(q.right, _mm512_set1_epi64(0xFFFFFFFF));
+  const __m512i right_odd = _mm512_srli_epi64(q.right, 32);
+  auto round64 = [&](__m512i r) {  // nearest: 2^30 + (r > 0 ? 2^(30 + r) : 0); floor: 0
+    if (!nearest) return zero;
+    const __m512i up = _mm512_sllv_epi64(_mm512_set1_epi64(1), _mm512_add_epi64(r, _mm512_set1_epi64(30)));
+    return _mm512_add_epi64(_mm512_set1_epi64(int64_t{1} << 30), _mm512_maskz_mov_epi64(_mm512_test_epi64_mask(r, r), up));
+  };
+  q.round_even = round64(right_even);
+  q.round_odd = round64(right_odd);
+  q.shift_even = _mm512_add_epi64(right_even, _mm512_set1_epi64(31));
+  q.shift_odd = _mm512_add_epi64(right_odd, _mm512_set1_epi64(31));
+}
+
+// Every lane holds output channel i.
+LOWBIT_INLINE void row_requant(LaneRequant& q, const QGemmArgs& a, int i) {
+  const RequantParams& p = *a.rq;
+  const bool fx = is_fixedpoint(a.variant), fl = is_float(a.variant);
+  lane_requant(q, a, _mm512_set1_epi32(fx ? p.q31[i] : 0), _mm512_set1_epi32(fx ? p.shift[i] : 0),
+                      _mm512_set1_ps(fl ? p.scale[i] : 0.0f));
+}
+
+// Lane l holds output channel i0 + l (lanes outside `live` get harmless zeros).
+LOWBIT_INLINE void channel_requant(LaneRequant& q, const QGemmArgs& a, int i0, __mmask16 live) {
+  const RequantParams& p = *a.rq;
+  const bool fx = is_fixedpoint(a.variant), fl = is_float(a.variant);
+  const __m512i zero = _mm512_setzero_si512();
+  lane_requant(q, a, fx ? _mm512_maskz_loadu_epi32(live, p.q31 + i0) : zero,
+                      fx ? _mm512_maskz_loadu_epi32(live, p.shift + i0) : zero,
+                      fl ? _mm512_maskz_loadu_ps(live, p.scale + i0) : _mm512_setzero_ps());
 }
 
 // requant(acc) of 16 accumulators (bias added), without z_out; the caller clamps.
-LOWBIT_INLINE __m512i requant16(__m512i v, const RowRequant& q, RequantVariant variant) {
-  if (variant == RequantVariant::float_nearest || variant == RequantVariant::float_floor) {
+LOWBIT_INLINE __m512i requant16(__m512i v, const LaneRequant& q, RequantVariant variant) {
+  if (is_float(variant)) {
     // Clamping to [lo - z, hi - z] before rounding equals rounding before clamping (integer
     // bounds) and keeps the conversion in range.
     __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(v), q.scale);
@@ -79,15 +117,15 @@ LOWBIT_INLINE __m512i requant16(__m512i v, const RowRequant& q, RequantVariant v
   if (q.has_left) {  // x * 2^left saturated to int32
     const __mmask16 over = _mm512_cmpgt_epi32_mask(v, q.sat_hi);
     const __mmask16 under = _mm512_cmplt_epi32_mask(v, q.sat_lo);
-    v = _mm512_sll_epi32(v, q.left);
+    v = _mm512_sllv_epi32(v, q.left);
     v = _mm512_mask_mov_epi32(v, over, _mm512_set1_epi32(INT32_MAX));
     v = _mm512_mask_mov_epi32(v, under, _mm512_set1_epi32(INT32_MIN));
   }
-  __m512i even = _mm512_mul_epi32(v, q.q31);  // 64-bit x*q31 of lanes 0, 2, ..
-  __m512i odd = _mm512_mul_epi32(_mm512_srli_epi64(v, 32), q.q31);  // lanes 1, 3, ..
-  if (q.one_shift) {  // see row_requant; the result fits int32, so its low dword is exact
-    even = _mm512_sra_epi64(_mm512_add_epi64(even, q.round64), q.shift64);
-    odd = _mm512_sra_epi64(_mm512_add_epi64(odd, q.round64), q.shift64);
+  __m512i even = _mm512_mul_epi32(v, q.q31_even);  // 64-bit x*q31 of lanes 0, 2, ..
+  __m512i odd = _mm512_mul_epi32(_mm512_srli_epi64(v, 32), q.q31_odd);  // lanes 1, 3, ..
+  if (q.one_shift) {  // see lane_requant; the result fits int32, so its low dword is exact
+    even = _mm512_srav_epi64(_mm512_add_epi64(even, q.round_even), q.shift_even);
+    odd = _mm512_srav_epi64(_mm512_add_epi64(odd, q.round_odd), q.shift_odd);
     return _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
   }
   // srdhm = (x*q31 + 2^30) >> 31 (see requant_ref.h): bits 31..62 of the 64-bit sum.
@@ -98,7 +136,7 @@ LOWBIT_INLINE __m512i requant16(__m512i v, const RowRequant& q, RequantVariant v
   const __m512i rem = _mm512_and_si512(v, q.rmask);
   const __m512i thr = _mm512_add_epi32(q.rhalf, _mm512_srli_epi32(v, 31));
   const __mmask16 up = _mm512_cmpgt_epi32_mask(rem, thr);
-  v = _mm512_sra_epi32(v, q.right);
+  v = _mm512_srav_epi32(v, q.right);
   return _mm512_mask_sub_epi32(v, up, v, _mm512_set1_epi32(-1));
 }
 
@@ -181,7 +219,8 @@ __attribute__((noinline)) void finish_tile(const QGemmArgs& a, const int32_t* bu
       for (int t = 0; t < 64; ++t) o[t] = requantize_ref(vi[t], rp, a.variant, i);
       bytes = _mm512_load_si512(o);
     } else {
-      const RowRequant q = row_requant(a, i);
+      LaneRequant q;
+      row_requant(q, a, i);
       for (int c = 0; c < 4; ++c) v[c] = requant16(v[c], q, a.variant);
       bytes = clamp_pack64(v[0], v[1], v[2], v[3], z16, lo8, hi8);
     }
@@ -252,9 +291,123 @@ using TileFn = void (*)(const QGemmArgs&, int, int, int, int);
 constexpr TileFn kTiles6[4] = {tile_6x1, tile_6x2, tile_6x3, tile_6x4};
 constexpr TileFn kTiles4[4] = {tile_4x1, tile_4x2, tile_4x3, tile_4x4};
 
+// ---- small n (batch-1 conv3, fc1, fc2): C^T = X^T W^T ----
+// With n < 16 the row tiles above would compute 16 columns per zmm for n real ones. Here the
+// lanes are 16 output channels instead: W^T comes packed as [K4/4][M16][4] (QGemmArgs::wt) and
+// each column of X broadcasts its 4 bytes per k-block. Used only where C(i, j) lies at
+// out + j * ldc_image + i (ldc = 1, cols_per_image = 1), so 16 channels store contiguously.
+
+// Adds bias_eff to columns j0..j0+cols-1 (rows of buf, 64 channels each) of channels
+// i0..i0+chans-1 and stores them: raw int32, or requantized to u8.
+__attribute__((noinline)) void finish_tile_t(const QGemmArgs& a, const int32_t* buf, int j0, int cols,
+                                             int i0, int chans) {
+  const int nch = (chans + 15) / 16;
+  __mmask16 live[4];
+  __m512i bias[4];
+  for (int c = 0; c < 4; ++c) {
+    const int count = chans - 16 * c < 0 ? 0 : (chans - 16 * c < 16 ? chans - 16 * c : 16);
+    live[c] = static_cast<__mmask16>((1u << count) - 1);
+    bias[c] = _mm512_maskz_loadu_epi32(live[c], a.bias + i0 + 16 * c);
+  }
+  if (a.c_i32) {
+    for (int r = 0; r < cols; ++r)
+      for (int c = 0; c < nch; ++c)
+        _mm512_mask_storeu_epi32(a.c_i32 + int64_t{j0 + r} * a.ldc_image + i0 + 16 * c, live[c],
+                                 _mm512_add_epi32(_mm512_load_si512(buf + r * 64 + 16 * c), bias[c]));
+    return;
+  }
+  const RequantParams& rp = *a.rq;
+  const __m512i z16 = _mm512_set1_epi16(static_cast<int16_t>(rp.z_out));
+  const __m512i lo8 = _mm512_set1_epi8(static_cast<char>(rp.lo)), hi8 = _mm512_set1_epi8(static_cast<char>(rp.hi));
+  const __mmask64 mask = chans == 64 ? ~__mmask64{0} : (__mmask64{1} << chans) - 1;
+  const bool divide = a.variant == RequantVariant::divide_nearest || a.variant == RequantVariant::divide_floor;
+  LaneRequant q[4];
+  if (!divide)
+    for (int c = 0; c < nch; ++c) channel_requant(q[c], a, i0 + 16 * c, live[c]);
+  for (int r = 0; r < cols; ++r) {
+    uint8_t* out = a.c_u8 + int64_t{j0 + r} * a.ldc_image + i0;
+    if (divide) {  // scalar, exact
+      for (int t = 0; t < chans; ++t) {
+        const uint32_t acc = static_cast<uint32_t>(buf[r * 64 + t]) + static_cast<uint32_t>(a.bias[i0 + t]);
+        out[t] = requantize_ref(static_cast<int32_t>(acc), rp, a.variant, i0 + t);
+      }
+      continue;
+    }
+    __m512i v[4];
+    for (int c = 0; c < 4; ++c)
+      v[c] = c < nch ? requant16(_mm512_add_epi32(_mm512_load_si512(buf + r * 64 + 16 * c), bias[c]), q[c], a.variant)
+                     : _mm512_setzero_si512();
+    _mm512_mask_storeu_epi8(out, mask, clamp_pack64(v[0], v[1], v[2], v[3], z16, lo8, hi8));
+  }
+}
+
+// Columns j0..j0+cols-1 (cols <= NR) times channels i0..i0+chans-1 (16*(NCH-1) < chans <= 16*NCH,
+// i0 a multiple of 16, so the NCH loads of W^T stay inside its M16 padding).
+LOWBIT_INLINE void tile_t(const QGemmArgs& a, const int NR, const int NCH, int j0, int cols, int i0, int chans) {
+  const int nkb = qk4(a.k) / 4;
+  const int64_t ws = int64_t{(a.m + 15) & ~15} * 4, xs = int64_t{a.n} * 4;
+  const int8_t* wp = a.wt + int64_t{i0} * 4;
+  const uint8_t* xp = a.x + int64_t{j0} * 4;
+  __m512i acc[4][4];
+  #pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r)
+    #pragma GCC unroll 8
+    for (int c = 0; c < NCH; ++c) acc[r][c] = _mm512_setzero_si512();
+  for (int kb = 0; kb < nkb; ++kb, wp += ws, xp += xs) {
+    __m512i wv[4];
+    #pragma GCC unroll 8
+    for (int c = 0; c < NCH; ++c) wv[c] = _mm512_loadu_si512(wp + 64 * c);
+    #pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) {
+      int32_t x4;
+      std::memcpy(&x4, xp + 4 * (r < cols ? r : 0), 4);
+      const __m512i xb = _mm512_set1_epi32(x4);
+      #pragma GCC unroll 8
+      for (int c = 0; c < NCH; ++c) acc[r][c] = _mm512_dpbusd_epi32(acc[r][c], xb, wv[c]);
+    }
+  }
+  alignas(64) int32_t buf[4 * 64];
+  #pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r)
+    #pragma GCC unroll 8
+    for (int c = 0; c < NCH; ++c) _mm512_store_si512(buf + r * 64 + 16 * c, acc[r][c]);
+  finish_tile_t(a, buf, j0, cols, i0, chans);
+}
+
+void tile_t1x1(const QGemmArgs& a, int j0, int cols, int i0, int chans) { tile_t(a, 1, 1, j0, cols, i0, chans); }
+void tile_t1x2(const QGemmArgs& a, int j0, int cols, int i0, int chans) { tile_t(a, 1, 2, j0, cols, i0, chans); }
+void tile_t1x3(const QGemmArgs& a, int j0, int cols, int i0, int chans) { tile_t(a, 1, 3, j0, cols, i0, chans); }
+void tile_t1x4(const QGemmArgs& a, int j0, int cols, int i0, int chans) { tile_t(a, 1, 4, j0, cols, i0, chans); }
+void tile_t4x1(const QGemmArgs& a, int j0, int cols, int i0, int chans) { tile_t(a, 4, 1, j0, cols, i0, chans); }
+void tile_t4x2(const QGemmArgs& a, int j0, int cols, int i0, int chans) { tile_t(a, 4, 2, j0, cols, i0, chans); }
+void tile_t4x3(const QGemmArgs& a, int j0, int cols, int i0, int chans) { tile_t(a, 4, 3, j0, cols, i0, chans); }
+void tile_t4x4(const QGemmArgs& a, int j0, int cols, int i0, int chans) { tile_t(a, 4, 4, j0, cols, i0, chans); }
+
+using TileTFn = void (*)(const QGemmArgs&, int, int, int, int);
+constexpr TileTFn kTilesT1[4] = {tile_t1x1, tile_t1x2, tile_t1x3, tile_t1x4};
+constexpr TileTFn kTilesT4[4] = {tile_t4x1, tile_t4x2, tile_t4x3, tile_t4x4};
+
+// The transposed form pays when it issues fewer vpdpbusd per k-block: n columns x ceil(m/16)
+// channel vectors against about m rows x ceil(n/16) column vectors.
+bool small_n(const QGemmArgs& a) {
+  return a.wt && a.ldc == 1 && a.cols_per_image == 1 && a.n < 16 &&
+         int64_t{a.n} * ((a.m + 15) / 16) < int64_t{a.m} * ((a.n + 15) / 16);
+}
+
 }  // namespace
 
 void qgemm_u8s8_6x64__avx512vnni(const QGemmArgs& a) {
+  if (small_n(a)) {
+    // Channels outer: the 64-channel slice of W^T (K4 * 64 bytes) stays in L1 across columns.
+    for (int i0 = 0; i0 < a.m; i0 += 64) {
+      const int chans = a.m - i0 < 64 ? a.m - i0 : 64;
+      const int nch = (chans + 15) / 16;
+      int j0 = 0;
+      for (; j0 + 4 <= a.n; j0 += 4) kTilesT4[nch - 1](a, j0, 4, i0, chans);
+      for (; j0 < a.n; ++j0) kTilesT1[nch - 1](a, j0, 1, i0, chans);
+    }
+    return;
+  }
   // Columns outer: the 64-column slice of X (K4 * 64 bytes) stays in L1 across row tiles.
   for (int j0 = 0; j0 < a.n; j0 += 64) {
     const int cols = a.n - j0 < 64 ? a.n - j0 : 64;

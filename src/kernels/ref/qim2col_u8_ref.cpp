@@ -48,6 +48,13 @@ void qpad_weights_s8(const int8_t* w, int m, int k, int64_t ldw_in, int8_t* out)
     for (int p = 0; p < k4; ++p) out[int64_t{i} * k4 + p] = p < k ? w[i * ldw_in + p] : int8_t{0};
 }
 
+void qpack_weights_t_s8(const int8_t* w, int m, int k, int64_t ldw_in, int8_t* out) {
+  const int k4 = qk4(k), m16 = (m + 15) & ~15;
+  for (int p = 0; p < k4; ++p)
+    for (int i = 0; i < m16; ++i)
+      out[int64_t{p / 4} * m16 * 4 + i * 4 + p % 4] = i < m && p < k ? w[i * ldw_in + p] : int8_t{0};
+}
+
 void qbias_eff(const int8_t* w, int m, int k, int64_t ldw, const int32_t* bias, int32_t z_in_u,
                int32_t* bias_eff, const char* what) {
   const int64_t limit = int64_t{1} << 31;
