@@ -4,7 +4,7 @@
 # benchmarks; --report adds chromium for the report screenshot test)
 set -euo pipefail
 pkgs=(g++ cmake ninja-build pkg-config libgtest-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev
-      libfmt-dev zlib1g-dev dataset-fashion-mnist clang libclang-rt-14-dev)
+      libfmt-dev zlib1g-dev dataset-fashion-mnist clang libclang-rt-14-dev libomp-dev)
 for arg in "$@"; do
   case "$arg" in
     --bench) pkgs+=(python3-torch python3-numpy) ;;

@@ -53,6 +53,9 @@ struct QModel {
   RequantVariant variant = RequantVariant::fixedpoint;
   std::vector<QOp> ops;
   nlohmann::json info;  // provenance: calibrators per tensor, bit widths, source model, notes
+  // Wall-clock seconds of the calibration stages (quantize_model). Not saved: a model file holds
+  // only what the same run reproduces bit for bit.
+  nlohmann::json timing;
   int num_classes() const;
 };
 

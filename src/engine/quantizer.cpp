@@ -485,13 +485,12 @@ QModel quantize_model(Sequential& fp32, const Tensor& calib_images, const PtqCon
             {"kl_despike", cfg.kl_despike},
             {"sigma_nonzero", cfg.sigma_nonzero},
             {"tensors", tensors},
-            {"calibration_seconds",
-             {{"total", t_calibration},
+            {"notes", notes}};
+  q.timing = {{"total", t_calibration},
               {"forward", t_forward},
               {"observe_range", t_range},
               {"observe_hist", t_hist},
-              {"calibrate", t_calibrate}}},
-            {"notes", notes}};
+              {"calibrate", t_calibrate}};
   if (notes_out) notes_out->insert(notes_out->end(), notes.begin(), notes.end());
   return q;
 }

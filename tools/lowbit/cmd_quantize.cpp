@@ -130,7 +130,8 @@ void run_quantize(const QuantizeOpts& o) {
   const auto t0 = std::chrono::steady_clock::now();
   QModel q = quantize_model(model, calib.images, cfg, &notes);
   const double quantize_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  const double calib_seconds = q.info["calibration_seconds"]["total"].get<double>();
+  const nlohmann::json& cs = q.timing;
+  const double calib_seconds = cs["total"].get<double>();
   q.info["source_model"] = o.model;
   q.info["notes"] = notes;
 
@@ -151,7 +152,6 @@ void run_quantize(const QuantizeOpts& o) {
               o.model.c_str(), q.architecture.c_str(), cfg.wbits, cfg.abits, pc.c_str(), scheme_name(cfg.act_scheme),
               calibrator_name(cfg.calibrator), calibrator_name(cfg.input_calibrator), rounding_name(cfg.rounding),
               requant_variant_name(q.variant), cfg.abc_bases ? fmt::format(", ABC-Net {} bases", cfg.abc_bases).c_str() : "");
-  const auto& cs = q.info["calibration_seconds"];
   std::printf("calibration on %d training images: %.3f s (forward passes %.3f s, range pass %.3f s, histogram pass "
               "%.3f s, thresholds %.3f s); quantization total %.3f s\n\n",
               calib.size(), calib_seconds, cs["forward"].get<double>(), cs["observe_range"].get<double>(),
