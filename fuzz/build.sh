@@ -26,14 +26,34 @@ else
   done
 fi
 
+# Flags of the ISA folders, as in CMakeLists.txt (the VBMI file alone gets -mavx512vbmi).
+isa_flags() {
+  case "$1" in
+    */avx2/*) echo "-mavx2 -mfma -mf16c" ;;
+    */avx512/*vbmi*) echo "-mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512vnni -mavx512vbmi -mavx2 -mfma" ;;
+    */avx512/*) echo "-mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512vnni -mavx2 -mfma" ;;
+  esac
+}
+
+cd "$ROOT"  # FUZZ_SOURCES may hold globs, relative to the repository root
+jobs_max="$(nproc)"
 for name in "${targets[@]}"; do
-  src="$ROOT/fuzz/fuzz_$name.cpp"
-  [ -f "$src" ] || { echo "build.sh: no such target: $src" >&2; exit 1; }
+  src="fuzz/fuzz_$name.cpp"
+  [ -f "$src" ] || { echo "build.sh: no such target: $ROOT/$src" >&2; exit 1; }
   sources="$(sed -n 's|^// FUZZ_SOURCES:||p' "$src")"
   libs="$(sed -n 's|^// FUZZ_LIBS:||p' "$src")"
-  deps=()
-  for s in $sources; do deps+=("$ROOT/$s"); done
-  echo "building fuzz_$name <- fuzz_$name.cpp$(printf ' %s' $sources)"
+  echo "building fuzz_$name <- $src$(printf ' %s' $sources)"
+  objdir="$OUT/obj/$name"; rm -rf "$objdir"; mkdir -p "$objdir"
+  objs=()
   # shellcheck disable=SC2086
-  "$CXX" "${FLAGS[@]}" "$src" "${deps[@]}" $libs -o "$OUT/fuzz_$name"
+  for s in $src $sources; do
+    [ -f "$s" ] || { echo "build.sh: $src lists $s, which does not exist" >&2; exit 1; }
+    o="$objdir/$(echo "$s" | tr / _).o"; objs+=("$o")
+    # shellcheck disable=SC2046
+    "$CXX" "${FLAGS[@]}" $(isa_flags "$s") -c "$s" -o "$o" &
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs_max" ]; do wait -n; done
+  done
+  while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n; done
+  # shellcheck disable=SC2086
+  "$CXX" "${FLAGS[@]}" "${objs[@]}" $libs -o "$OUT/fuzz_$name"
 done

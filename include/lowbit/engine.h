@@ -71,6 +71,8 @@ RequantVariant requant_variant(const std::string& name, Rounding r);
 // bit width, zero point, multiplier and shift, and that the ops chain; Error naming file and field.
 void save_qmodel(const std::string& path, const QModel& q);
 QModel load_qmodel(const std::string& path);
+// The same checks on an already parsed file (messages name f.source); fuzz/fuzz_model.cpp.
+QModel qmodel_from_safetensors(const struct SafetensorsFile& f);
 
 // Runs a QModel with integer kernels. Threads take tiles of images; each tile runs the whole
 // network with its activations in per-thread buffers. Deterministic: integer results do not

@@ -205,6 +205,8 @@ namespace lowbit {
 // specs and checks every tensor's dtype, shape and values (NaN/Inf rejected).
 void save_model(const std::string& path, Sequential& model, const nlohmann::json& extra = {});
 Sequential load_model(const std::string& path);
+// The same checks on an already parsed file (messages name f.source); fuzz/fuzz_model.cpp.
+Sequential model_from_safetensors(const struct SafetensorsFile& f);
 // "fp32" or "quantized" (or Error when the file is not a lowbit model), without building it.
 std::string model_kind(const std::string& path);
 }  // namespace lowbit

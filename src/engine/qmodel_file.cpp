@@ -94,8 +94,10 @@ void save_qmodel(const std::string& path, const QModel& q) {
   write_safetensors(path, f);
 }
 
-QModel load_qmodel(const std::string& path) {
-  SafetensorsFile f = read_safetensors(path);
+QModel load_qmodel(const std::string& path) { return qmodel_from_safetensors(read_safetensors(path)); }
+
+QModel qmodel_from_safetensors(const SafetensorsFile& f) {
+  const std::string& path = f.source;
   Reader r{path};
   const nlohmann::json& meta = f.meta;
   std::string kind = r.string(meta, "kind", "metadata");

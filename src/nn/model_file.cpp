@@ -31,8 +31,10 @@ std::string model_kind(const std::string& path) {
   return k.get<std::string>();
 }
 
-Sequential load_model(const std::string& path) {
-  SafetensorsFile f = read_safetensors(path);
+Sequential load_model(const std::string& path) { return model_from_safetensors(read_safetensors(path)); }
+
+Sequential model_from_safetensors(const SafetensorsFile& f) {
+  const std::string& path = f.source;
   const nlohmann::json& kind = meta_field(f, "kind");
   if (kind != "fp32")
     throw Error(path + ": is a " + (kind.is_string() ? kind.get<std::string>() : std::string("?")) +
