@@ -25,7 +25,7 @@ double peak_gops(Isa isa) { return isa == Isa::avx512 ? 1040.0 : 258.0; }
 struct QLayer {
   int m, k, n;
   int cols_per_image;  // 0: plain [M][N]
-  std::vector<int8_t> w;
+  std::vector<int8_t> w, wt;  // wt: W^T for small n (QGemmArgs::wt), as the engine passes it
   std::vector<int32_t> bias, q31, shift;
   std::vector<uint8_t> x;
   lowbit::RequantParams rq;
@@ -36,6 +36,8 @@ struct QLayer {
     w.assign(static_cast<size_t>(m) * k4, 0);
     for (int i = 0; i < m; ++i)
       for (int p = 0; p < k; ++p) w[static_cast<size_t>(i * k4 + p)] = static_cast<int8_t>(static_cast<int>(rng.below(256)) - 128);
+    wt.resize(static_cast<size_t>(k4) * ((m + 15) & ~15));
+    lowbit::qpack_weights_t_s8(w.data(), m, k, k4, wt.data());
     bias.resize(m);
     lowbit::qbias_eff(w.data(), m, k, k4, nullptr, 128, bias.data(), "bench");
     q31.resize(m);
@@ -60,6 +62,7 @@ struct QLayer {
     a.k = k;
     a.w = w.data();
     a.ldw = lowbit::qk4(k);
+    a.wt = wt.data();
     a.x = packed ? packed : x.data();
     a.bias = bias.data();
     if (cols_per_image > 0) {  // NCHW of n / cols_per_image images
@@ -85,10 +88,12 @@ struct GemmShape {
   int m, k, n, per_image;
   bool int32_out;
 };
-// conv1 / conv2: 8 images as one GEMM (N = 8 * OH * OW); conv3 / fc1 / fc2: batch 256.
+// conv1 / conv2: 8 images as one GEMM (N = 8 * OH * OW); conv3 / fc1 / fc2: batch 256, and
+// batch 1 (one output pixel per image: the engine's small-n path with channels in the lanes).
 const GemmShape kGemms[] = {{"conv1", 6, 25, 8 * 784, 784, false},   {"conv2", 16, 150, 8 * 100, 100, false},
                             {"conv3", 120, 400, 256, 0, false},      {"fc1", 84, 120, 256, 0, false},
-                            {"fc2", 10, 84, 256, 0, true}};
+                            {"fc2", 10, 84, 256, 0, true},           {"conv3_batch1", 120, 400, 1, 1, false},
+                            {"fc1_batch1", 84, 120, 1, 1, false},    {"fc2_batch1", 10, 84, 1, 1, true}};
 
 void BM_qgemm(benchmark::State& state, Isa isa, GemmShape s) {
   const lowbit::KernelTable* t = lowbit::kernels_for(isa);
