@@ -69,6 +69,9 @@ class Conv2d : public Layer {
   int in_ch, out_ch, kernel, stride, pad;
   bool has_bias;
   Tensor weight, bias, dweight, dbias;  // (OC, C, K, K), (OC)
+
+ private:
+  void forward_rows(const Tensor& in, Tensor& out, int n0, int n1);  // stride 1, no im2col
 };
 
 class Linear : public Layer {

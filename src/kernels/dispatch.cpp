@@ -44,9 +44,9 @@ static KernelTable make_table(Isa isa) {
   KernelTable t{};
   t.isa = isa;
   switch (isa) {
-    case Isa::ref: t.sgemm = sgemm_ref; break;
-    case Isa::avx2: t.sgemm = sgemm_6x16__avx2; break;
-    case Isa::avx512: t.sgemm = sgemm_6x32__avx512; break;
+    case Isa::ref: t.sgemm = sgemm_ref, t.sgemm_rows = sgemm_rows_ref; break;
+    case Isa::avx2: t.sgemm = sgemm_6x16__avx2, t.sgemm_rows = sgemm_rows_6x16__avx2; break;
+    case Isa::avx512: t.sgemm = sgemm_6x32__avx512, t.sgemm_rows = sgemm_rows_6x32__avx512; break;
   }
   // ---- int8 kernels (engine) ----
   t.qavgpool2x2_u8 = qavgpool2x2_u8_ref;

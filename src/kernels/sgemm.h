@@ -10,6 +10,9 @@ namespace lowbit {
 void sgemm_ref(const SgemmArgs& g);
 void sgemm_6x16__avx2(const SgemmArgs& g);
 void sgemm_6x32__avx512(const SgemmArgs& g);
+void sgemm_rows_ref(const SgemmRowsArgs& g);
+void sgemm_rows_6x16__avx2(const SgemmRowsArgs& g);
+void sgemm_rows_6x32__avx512(const SgemmRowsArgs& g);
 
 // Blocking shared by the SIMD drivers: K in slices of kSgemmKc, N in slices of kSgemmNc.
 constexpr int kSgemmKc = 256;
@@ -33,4 +36,8 @@ using SgemmUkernel = void (*)(int kc, const float* ap, const float* b, int64_t l
                               int64_t ldc, int rows, int cols, bool accumulate);
 // The blocked driver shared by the SIMD versions: packs and walks the tiles.
 void sgemm_blocked(const SgemmArgs& g, int mr, int nr, SgemmUkernel ukernel);
+// The same for sgemm_rows: A packed, B read in place through its row pointers (rows[p] + j).
+using SgemmRowsUkernel = void (*)(int kc, const float* ap, const float* const* rows, int64_t j, float* c,
+                                  int64_t ldc, int nrows, int cols, bool accumulate);
+void sgemm_rows_blocked(const SgemmRowsArgs& g, int mr, int nr, SgemmRowsUkernel ukernel);
 }  // namespace lowbit

@@ -85,6 +85,7 @@ int tile_images(int P) { return std::max(1, 256 / P); }
 
 struct Scratch {
   std::vector<float> col, out, grad;
+  std::vector<const float*> rows;
 };
 thread_local Scratch tl;
 
@@ -127,9 +128,55 @@ static Geometry geometry(const Conv2d& c, const Shape& in, const Shape& out) {
 }
 
 // Images [n0, n1) in GEMM tiles of up to `T` images.
+// Stride 1, one image at a time, without im2col: on the zero-padded input xp (C, HP, WP) the
+// im2col row (c, ky, kx) is xp itself from offset (c*HP + ky)*WP + kx on, read along
+// n = oy*WP + ox. So out[OC, N] = W[OC, K] * B with B's rows pointing into xp (sgemm_rows),
+// N = (OH-1)*WP + OW; the columns with ox >= OW (the row wrap) are computed and dropped.
+void Conv2d::forward_rows(const Tensor& in, Tensor& out, int n0, int n1) {
+  const Geometry g = geometry(*this, in.shape(), out.shape());
+  const int K = g.kdim(), P = g.p(), hp = g.h + 2 * pad, wp = g.w + 2 * pad;
+  const int N = (g.oh - 1) * wp + g.ow;
+  const int64_t in_stride = int64_t{g.c} * g.h * g.w, out_stride = int64_t{out_ch} * P;
+  const int64_t plane = int64_t{hp} * wp;
+  float* xp = room(tl.grad, g.c * plane + kSgemmRowsSlack);
+  if (pad > 0) std::fill(xp, xp + g.c * plane, 0.0f);
+  std::fill(xp + g.c * plane, xp + g.c * plane + kSgemmRowsSlack, 0.0f);  // read, never used
+  tl.rows.resize(static_cast<size_t>(K));
+  for (int ci = 0; ci < g.c; ++ci)
+    for (int ky = 0; ky < kernel; ++ky)
+      for (int kx = 0; kx < kernel; ++kx) tl.rows[size_t((ci * kernel + ky) * kernel + kx)] = xp + ci * plane + ky * wp + kx;
+  float* c = room(tl.out, int64_t{out_ch} * N);
+  const SgemmRowsFn sgemm_rows = kernels().sgemm_rows;
+  for (int b = n0; b < n1; ++b) {
+    const float* x = in.data() + b * in_stride;
+    for (int ci = 0; ci < g.c; ++ci)
+      for (int y = 0; y < g.h; ++y) {
+        const float* src = x + (int64_t{ci} * g.h + y) * g.w;
+        float* dst = xp + ci * plane + int64_t{y + pad} * wp + pad;
+        for (int i = 0; i < g.w; ++i) dst[i] = src[i];
+      }
+    sgemm_rows({out_ch, N, K, weight.data(), K, 1, tl.rows.data(), c, N, false});
+    float* y = out.data() + b * out_stride;
+    for (int o = 0; o < out_ch; ++o) {
+      const float bv = has_bias ? bias[o] : 0.0f;
+      for (int oy = 0; oy < g.oh; ++oy) {
+        const float* src = c + int64_t{o} * N + int64_t{oy} * wp;
+        float* dst = y + (int64_t{o} * g.oh + oy) * g.ow;
+        for (int ox = 0; ox < g.ow; ++ox) dst[ox] = src[ox] + bv;
+      }
+    }
+  }
+}
+
 void Conv2d::forward(const Tensor& in, Tensor& out, int n0, int n1) {
   Geometry g = geometry(*this, in.shape(), out.shape());
   const int P = g.p(), K = g.kdim(), T = tile_images(P);
+  // Stride 1 with more than one output pixel: no im2col (forward_rows). A 1x1 output (LeNet's
+  // conv3) is a plain GEMM over the batch below, which keeps the register tiles full.
+  if (stride == 1 && P > 1) {
+    forward_rows(in, out, n0, n1);
+    return;
+  }
   const int64_t in_stride = int64_t{g.c} * g.h * g.w, out_stride = int64_t{out_ch} * P;
   const SgemmFn sgemm = kernels().sgemm;
   for (int b = n0; b < n1; b += T) {

@@ -89,6 +89,44 @@ TEST(GradCheck, Conv2dAllGeometries) {
   }
 }
 
+// The forward pass itself against direct loops (stride 1 runs without im2col, stride 2 and 1x1
+// outputs through it): every geometry kind, batch 1 and 3, tolerance growing with the sum length.
+TEST(Conv2dForward, MatchesDirectLoops) {
+  struct Case { int c, oc, k, stride, pad, h, w; bool bias; };
+  for (Case cs : {Case{1, 6, 5, 1, 0, 32, 32, false}, Case{6, 16, 5, 1, 0, 14, 14, true}, Case{16, 7, 5, 1, 0, 5, 5, false},
+                  Case{2, 3, 3, 1, 1, 7, 9, true}, Case{3, 5, 5, 1, 2, 6, 4, false}, Case{2, 3, 3, 2, 1, 7, 7, true},
+                  Case{1, 1, 1, 1, 0, 3, 40, false}, Case{4, 9, 2, 1, 0, 33, 2, true}}) {
+    Conv2d l(cs.c, cs.oc, cs.k, cs.stride, cs.pad, cs.bias);
+    Rng rng(7);
+    l.init(rng);
+    SCOPED_TRACE(l.spec().dump());
+    for (int n : {1, 3}) {
+      Tensor x(Shape{n, cs.c, cs.h, cs.w});
+      for (int64_t i = 0; i < x.numel(); ++i) x[i] = rng.uniform(-1, 1);
+      Tensor y(l.output_shape(x.shape()));
+      l.forward(x, y);
+      const int oh = y.dim(2), ow = y.dim(3);
+      for (int b = 0; b < n; ++b)
+        for (int o = 0; o < cs.oc; ++o)
+          for (int oy = 0; oy < oh; ++oy)
+            for (int ox = 0; ox < ow; ++ox) {
+              double s = cs.bias ? l.bias[o] : 0.0;
+              for (int ci = 0; ci < cs.c; ++ci)
+                for (int ky = 0; ky < cs.k; ++ky)
+                  for (int kx = 0; kx < cs.k; ++kx) {
+                    const int iy = oy * cs.stride - cs.pad + ky, ix = ox * cs.stride - cs.pad + kx;
+                    if (iy < 0 || iy >= cs.h || ix < 0 || ix >= cs.w) continue;
+                    s += double{l.weight[((int64_t{o} * cs.c + ci) * cs.k + ky) * cs.k + kx]} *
+                         x[((int64_t{b} * cs.c + ci) * cs.h + iy) * cs.w + ix];
+                  }
+              const float got = y[((int64_t{b} * cs.oc + o) * oh + oy) * ow + ox];
+              ASSERT_NEAR(got, s, 1e-5 * std::sqrt(double(cs.c * cs.k * cs.k)) + 1e-6)
+                  << "n=" << n << " b=" << b << " o=" << o << " oy=" << oy << " ox=" << ox;
+            }
+    }
+  }
+}
+
 TEST(GradCheck, Linear) {
   for (bool bias : {false, true}) {
     Linear l(7, 5, bias);

@@ -9,12 +9,13 @@ namespace lowbit {
 namespace {
 constexpr int kMr = 6, kNr = 32;
 
-// c[rows x cols] (+)= ap[kc][6] * bp[kc][32] (rows ldb apart); rows <= 6, cols <= 32.
-void ukernel(int kc, const float* ap, const float* bp, int64_t ldb, float* c, int64_t ldc, int rows,
-             int cols, bool accumulate) {
+// c[rows x cols] (+)= ap[kc][6] * B[kc][32], row p of B at brow(p); rows <= 6, cols <= 32.
+template <class BRow>
+inline void tile(int kc, const float* ap, BRow brow, float* c, int64_t ldc, int rows, int cols, bool accumulate) {
   __m512 acc[kMr][2];
   for (int r = 0; r < kMr; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
   for (int p = 0; p < kc; ++p) {
+    const float* bp = brow(p);
     __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16);
     for (int r = 0; r < kMr; ++r) {
       __m512 a = _mm512_set1_ps(ap[r]);
@@ -22,7 +23,6 @@ void ukernel(int kc, const float* ap, const float* bp, int64_t ldb, float* c, in
       acc[r][1] = _mm512_fmadd_ps(a, b1, acc[r][1]);
     }
     ap += kMr;
-    bp += ldb;
   }
   if (cols == kNr) {
     for (int r = 0; r < rows; ++r) {
@@ -50,8 +50,21 @@ void ukernel(int kc, const float* ap, const float* bp, int64_t ldb, float* c, in
     _mm512_mask_storeu_ps(cr + 16, m1, c1);
   }
 }
+
+// B rows ldb floats apart (a packed panel, or B in place).
+void ukernel(int kc, const float* ap, const float* bp, int64_t ldb, float* c, int64_t ldc, int rows, int cols,
+             bool accumulate) {
+  tile(kc, ap, [=](int p) { return bp + p * ldb; }, c, ldc, rows, cols, accumulate);
+}
+
+// B rows anywhere: row p at rows[p] + j (sgemm_rows).
+void ukernel_rows(int kc, const float* ap, const float* const* rows, int64_t j, float* c, int64_t ldc, int nrows,
+                  int cols, bool accumulate) {
+  tile(kc, ap, [=](int p) { return rows[p] + j; }, c, ldc, nrows, cols, accumulate);
+}
 }  // namespace
 
 void sgemm_6x32__avx512(const SgemmArgs& g) { sgemm_blocked(g, kMr, kNr, ukernel); }
+void sgemm_rows_6x32__avx512(const SgemmRowsArgs& g) { sgemm_rows_blocked(g, kMr, kNr, ukernel_rows); }
 
 }  // namespace lowbit
