@@ -45,9 +45,26 @@ class Layer {
   // Initializes parameters (PyTorch's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))).
   virtual void init(Rng& /*rng*/) {}
 
+  // Sequential::forward calls freeze() before it runs its tiles and thaw() after: in between the
+  // parameters do not change, so a layer may use data derived from them (Linear and Conv2d keep
+  // their weights transposed for the GEMM). Forward calls outside that bracket never use it.
+  virtual void freeze() {}
+  virtual void thaw() {}
+
   // Whole-batch conveniences (single-threaded), for tests and tools.
   void forward(const Tensor& in, Tensor& out) { forward(in, out, 0, in.dim(0)); }
   void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din);
+};
+
+// W^T of a weight matrix W[O][K] as [K][O] rows for the row-pointer GEMM (y = x W^T with x read
+// in place, nothing packed per call): built by freeze(), used only while frozen.
+struct FrozenWeights {
+  std::vector<float> wt;            // [K][O], then zero slack for the GEMM's whole-tile loads
+  std::vector<const float*> rows;   // K pointers into wt
+  bool valid = false;
+  void build(const Tensor& w, int o, int k);
+  // y[t][O] = x[t][K] * W^T (+ bias when non-null); x rows K floats apart, y rows O apart.
+  void apply(const float* x, int t, int o, int k, const float* bias, float* y) const;
 };
 
 class Conv2d : public Layer {
@@ -65,6 +82,8 @@ class Conv2d : public Layer {
   std::string kernel_str() const override;
   nlohmann::json spec() const override;
   void init(Rng& rng) override;
+  void freeze() override { frozen_.build(weight, out_ch, in_ch * kernel * kernel); }
+  void thaw() override { frozen_.valid = false; }
 
   int in_ch, out_ch, kernel, stride, pad;
   bool has_bias;
@@ -72,6 +91,7 @@ class Conv2d : public Layer {
 
  private:
   void forward_rows(const Tensor& in, Tensor& out, int n0, int n1);  // stride 1, no im2col
+  FrozenWeights frozen_;
 };
 
 class Linear : public Layer {
@@ -88,10 +108,15 @@ class Linear : public Layer {
   int64_t macs(const Shape& in) const override { (void)in; return int64_t{in_f} * out_f; }
   nlohmann::json spec() const override;
   void init(Rng& rng) override;
+  void freeze() override { frozen_.build(weight, out_f, in_f); }
+  void thaw() override { frozen_.valid = false; }
 
   int in_f, out_f;
   bool has_bias;
   Tensor weight, bias, dweight, dbias;  // (out, in), (out)
+
+ private:
+  FrozenWeights frozen_;
 };
 
 enum class ActKind { relu, sigmoid, tanh };

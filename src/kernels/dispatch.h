@@ -30,14 +30,14 @@ struct SgemmArgs {
 };
 using SgemmFn = void (*)(const SgemmArgs&);
 
-// C[m, n] (+)= A[m, k] * B[k, n] with B given row by row: B(p, j) = b_rows[p][j]. A and C as in
-// SgemmArgs. The SIMD kernels load whole register tiles, so every row must be readable (finite
+// C[m, n] (+)= A[m, k] * B[k, n] with B given row by row: B(p, j) = b_rows[p][j]; A with
+// contiguous rows, A(i, p) = a[i * lda + p]; C as in SgemmArgs. The SIMD kernels load whole register tiles, so every row must be readable (finite
 // values) up to kSgemmRowsSlack floats past column n - 1. A stride-1 convolution is such a GEMM
 // on its (padded) input without im2col: row (c, ky, kx) starts at plane c, row ky, column kx.
 struct SgemmRowsArgs {
   int m, n, k;
   const float* a;
-  int64_t rs_a, cs_a;
+  int64_t lda;
   const float* const* b_rows;
   float* c;
   int64_t ldc;

@@ -36,8 +36,9 @@ using SgemmUkernel = void (*)(int kc, const float* ap, const float* b, int64_t l
                               int64_t ldc, int rows, int cols, bool accumulate);
 // The blocked driver shared by the SIMD versions: packs and walks the tiles.
 void sgemm_blocked(const SgemmArgs& g, int mr, int nr, SgemmUkernel ukernel);
-// The same for sgemm_rows: A packed, B read in place through its row pointers (rows[p] + j).
-using SgemmRowsUkernel = void (*)(int kc, const float* ap, const float* const* rows, int64_t j, float* c,
+// The driver of sgemm_rows: nothing is packed. The micro-kernel reads A through mr row pointers
+// (arows[r][p]) and B through its row pointers (brows[p][j + c]).
+using SgemmRowsUkernel = void (*)(int kc, const float* const* arows, const float* const* brows, int64_t j, float* c,
                                   int64_t ldc, int nrows, int cols, bool accumulate);
 void sgemm_rows_blocked(const SgemmRowsArgs& g, int mr, int nr, SgemmRowsUkernel ukernel);
 }  // namespace lowbit

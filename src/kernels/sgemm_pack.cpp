@@ -102,21 +102,15 @@ void sgemm_rows_blocked(const SgemmRowsArgs& g, int mr, int nr, SgemmRowsUkernel
       for (int i = 0; i < g.m; ++i) std::fill(g.c + i * g.ldc, g.c + i * g.ldc + g.n, 0.0f);
     return;
   }
-  const int m_panels = (g.m + mr - 1) / mr;
-  // Only A is packed (pack_a reads a, rs_a, cs_a and m); B panels are read through the rows.
-  const SgemmArgs ga{g.m, g.n, g.k, g.a, g.rs_a, g.cs_a, nullptr, 0, 0, g.c, g.ldc, g.accumulate};
-  for (int pc = 0; pc < g.k; pc += kSgemmKc) {
-    const int kc = std::min(kSgemmKc, g.k - pc);
-    float* ap = sgemm_scratch_a(int64_t{m_panels} * mr * kc);
-    sgemm_pack_a(ga, 0, g.m, pc, kc, mr, ap);
-    const bool acc = g.accumulate || pc > 0;
-    // Column panels outer: one panel of B (kc x nr floats) stays in L1 across the row panels.
-    for (int j = 0; j < g.n; j += nr) {
-      const int cols = std::min(nr, g.n - j);
-      for (int ir = 0; ir < m_panels; ++ir)
-        ukernel(kc, ap + int64_t{ir} * mr * kc, g.b_rows + pc, j, g.c + int64_t{ir} * mr * g.ldc + j, g.ldc,
-                std::min(mr, g.m - ir * mr), cols, acc);
-    }
+  // A is read in place: packing it cost as much as a small convolution's multiply-adds (it is
+  // a conv layer's weights, packed again for every image). Rows past m repeat the last row; the
+  // micro-kernel does not store them.
+  const float* arows[8];
+  for (int i0 = 0; i0 < g.m; i0 += mr) {
+    for (int r = 0; r < mr; ++r) arows[r] = g.a + int64_t{std::min(i0 + r, g.m - 1)} * g.lda;
+    for (int j = 0; j < g.n; j += nr)
+      ukernel(g.k, arows, g.b_rows, j, g.c + int64_t{i0} * g.ldc + j, g.ldc, std::min(mr, g.m - i0),
+              std::min(nr, g.n - j), g.accumulate);
   }
 }
 

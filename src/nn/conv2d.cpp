@@ -155,7 +155,7 @@ void Conv2d::forward_rows(const Tensor& in, Tensor& out, int n0, int n1) {
         float* dst = xp + ci * plane + int64_t{y + pad} * wp + pad;
         for (int i = 0; i < g.w; ++i) dst[i] = src[i];
       }
-    sgemm_rows({out_ch, N, K, weight.data(), K, 1, tl.rows.data(), c, N, false});
+    sgemm_rows({out_ch, N, K, weight.data(), K, tl.rows.data(), c, N, false});
     float* y = out.data() + b * out_stride;
     for (int o = 0; o < out_ch; ++o) {
       const float bv = has_bias ? bias[o] : 0.0f;
@@ -171,13 +171,19 @@ void Conv2d::forward_rows(const Tensor& in, Tensor& out, int n0, int n1) {
 void Conv2d::forward(const Tensor& in, Tensor& out, int n0, int n1) {
   Geometry g = geometry(*this, in.shape(), out.shape());
   const int P = g.p(), K = g.kdim(), T = tile_images(P);
-  // Stride 1 with more than one output pixel: no im2col (forward_rows). A 1x1 output (LeNet's
-  // conv3) is a plain GEMM over the batch below, which keeps the register tiles full.
+  const int64_t in_stride = int64_t{g.c} * g.h * g.w, out_stride = int64_t{out_ch} * P;
+  // Stride 1 with more than one output pixel: no im2col (forward_rows).
   if (stride == 1 && P > 1) {
     forward_rows(in, out, n0, n1);
     return;
   }
-  const int64_t in_stride = int64_t{g.c} * g.h * g.w, out_stride = int64_t{out_ch} * P;
+  // A kernel covering the unpadded image (conv3): each image's im2col column is the image itself,
+  // so out[n][OC] = x[n][K] * W^T, a Linear layer.
+  if (frozen_.valid && P == 1 && pad == 0 && g.h == kernel && g.w == kernel) {
+    frozen_.apply(in.data() + n0 * in_stride, n1 - n0, out_ch, K, has_bias ? bias.data() : nullptr,
+                  out.data() + n0 * out_stride);
+    return;
+  }
   const SgemmFn sgemm = kernels().sgemm;
   for (int b = n0; b < n1; b += T) {
     int t = std::min(T, n1 - b);

@@ -27,10 +27,32 @@ Shape Linear::output_shape(const Shape& in) const {
   return {in[0], out_f};
 }
 
+void FrozenWeights::build(const Tensor& w, int o, int k) {
+  wt.assign(static_cast<size_t>(k) * o + kSgemmRowsSlack, 0.0f);
+  rows.resize(static_cast<size_t>(k));
+  for (int p = 0; p < k; ++p) {
+    float* row = wt.data() + int64_t{p} * o;
+    for (int i = 0; i < o; ++i) row[i] = w[int64_t{i} * k + p];
+    rows[static_cast<size_t>(p)] = row;
+  }
+  valid = true;
+}
+
+void FrozenWeights::apply(const float* x, int t, int o, int k, const float* bias, float* y) const {
+  kernels().sgemm_rows({t, o, k, x, k, rows.data(), y, o, false});
+  if (bias)
+    for (int n = 0; n < t; ++n)
+      for (int i = 0; i < o; ++i) y[int64_t{n} * o + i] += bias[i];
+}
+
 void Linear::forward(const Tensor& in, Tensor& out, int n0, int n1) {
   const int rows = n1 - n0;
   if (rows <= 0) return;
   float* y = out.data() + int64_t{n0} * out_f;
+  if (frozen_.valid) {  // x read in place against W^T: nothing packed per call
+    frozen_.apply(in.data() + int64_t{n0} * in_f, rows, out_f, in_f, has_bias ? bias.data() : nullptr, y);
+    return;
+  }
   kernels().sgemm({rows, out_f, in_f, in.data() + int64_t{n0} * in_f, in_f, 1, weight.data(), 1, in_f, y, out_f, false});
   if (has_bias)
     for (int n = 0; n < rows; ++n)

@@ -32,6 +32,7 @@ const Tensor& Sequential::forward(const Tensor& input) {
   acts_[0] = input;
   for (size_t i = 0; i < layers_.size(); ++i) acts_[i + 1].resize(layers_[i]->output_shape(acts_[i].shape()));
   const int N = input.dim(0), tiles = (N + tile - 1) / tile;
+  for (auto& l : layers_) l->freeze();
 #pragma omp parallel num_threads(std::max(1, std::min(threads(), tiles)))
   {
     Slice s = thread_slice(tiles, omp_get_thread_num(), omp_get_num_threads());
@@ -40,6 +41,7 @@ const Tensor& Sequential::forward(const Tensor& input) {
       for (size_t i = 0; i < layers_.size(); ++i) layers_[i]->forward(acts_[i], acts_[i + 1], n0, n1);
     }
   }
+  for (auto& l : layers_) l->thaw();
   return acts_.back();
 }
 

@@ -70,7 +70,7 @@ TEST(Sgemm, RowsEveryIsaMatchesReference) {
           for (float& v : buf) v = rng.uniform(-1, 1);
           std::vector<const float*> rows(static_cast<size_t>(k));
           for (auto& row : rows) row = buf.data() + rng.below(static_cast<uint32_t>(span));
-          SgemmRowsArgs g{m, n, k, a.data(), k, 1, rows.data(), c.data(), n + 3, accumulate};
+          SgemmRowsArgs g{m, n, k, a.data(), k, rows.data(), c.data(), n + 3, accumulate};
           t->sgemm_rows(g);
           SgemmArgs gr{m, n, k, a.data(), k, 1, nullptr, 0, 0, r.data(), n + 3, accumulate};
           // The reference on B copied out into a plain matrix.

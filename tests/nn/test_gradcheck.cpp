@@ -127,6 +127,28 @@ TEST(Conv2dForward, MatchesDirectLoops) {
   }
 }
 
+// Sequential::forward runs Linear and whole-image Conv2d layers against weights transposed once
+// per call (freeze/thaw); calling each layer directly takes the per-call GEMM path. Same values.
+TEST(SequentialForward, FrozenPathsMatchDirectLayerCalls) {
+  for (const char* name : {"lenet5", "lenet5-classic"})
+    for (bool bias : {false, true}) {
+      Sequential m = build_model(name, bias);
+      m.init(5);
+      Rng rng(6);
+      Tensor x(Shape{37, 1, 32, 32});
+      for (int64_t i = 0; i < x.numel(); ++i) x[i] = rng.uniform(-1, 1);
+      const Tensor got = m.forward(x);
+      Tensor cur = x, next;
+      for (size_t i = 0; i < m.size(); ++i) {
+        next.resize(m.layer(i).output_shape(cur.shape()));
+        m.layer(i).forward(cur, next);
+        std::swap(cur, next);
+      }
+      ASSERT_EQ(got.shape(), cur.shape());
+      for (int64_t i = 0; i < got.numel(); ++i) ASSERT_NEAR(got[i], cur[i], 1e-4 * (1 + std::fabs(cur[i]))) << name << " " << i;
+    }
+}
+
 TEST(GradCheck, Linear) {
   for (bool bias : {false, true}) {
     Linear l(7, 5, bias);

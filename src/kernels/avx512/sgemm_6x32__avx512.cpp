@@ -9,20 +9,20 @@ namespace lowbit {
 namespace {
 constexpr int kMr = 6, kNr = 32;
 
-// c[rows x cols] (+)= ap[kc][6] * B[kc][32], row p of B at brow(p); rows <= 6, cols <= 32.
-template <class BRow>
-inline void tile(int kc, const float* ap, BRow brow, float* c, int64_t ldc, int rows, int cols, bool accumulate) {
+// c[rows x cols] (+)= A[6][kc] * B[kc][32], A(r, p) = aget(p, r), row p of B at brow(p); rows <= 6,
+// cols <= 32.
+template <class AGet, class BRow>
+inline void tile(int kc, AGet aget, BRow brow, float* c, int64_t ldc, int rows, int cols, bool accumulate) {
   __m512 acc[kMr][2];
   for (int r = 0; r < kMr; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
   for (int p = 0; p < kc; ++p) {
     const float* bp = brow(p);
     __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16);
     for (int r = 0; r < kMr; ++r) {
-      __m512 a = _mm512_set1_ps(ap[r]);
+      __m512 a = _mm512_set1_ps(aget(p, r));
       acc[r][0] = _mm512_fmadd_ps(a, b0, acc[r][0]);
       acc[r][1] = _mm512_fmadd_ps(a, b1, acc[r][1]);
     }
-    ap += kMr;
   }
   if (cols == kNr) {
     for (int r = 0; r < rows; ++r) {
@@ -54,13 +54,15 @@ inline void tile(int kc, const float* ap, BRow brow, float* c, int64_t ldc, int 
 // B rows ldb floats apart (a packed panel, or B in place).
 void ukernel(int kc, const float* ap, const float* bp, int64_t ldb, float* c, int64_t ldc, int rows, int cols,
              bool accumulate) {
-  tile(kc, ap, [=](int p) { return bp + p * ldb; }, c, ldc, rows, cols, accumulate);
+  tile(kc, [=](int p, int r) { return ap[p * kMr + r]; }, [=](int p) { return bp + p * ldb; }, c, ldc, rows, cols,
+       accumulate);
 }
 
-// B rows anywhere: row p at rows[p] + j (sgemm_rows).
-void ukernel_rows(int kc, const float* ap, const float* const* rows, int64_t j, float* c, int64_t ldc, int nrows,
-                  int cols, bool accumulate) {
-  tile(kc, ap, [=](int p) { return rows[p] + j; }, c, ldc, nrows, cols, accumulate);
+// A unpacked (row r at arows[r]), B rows anywhere: row p at brows[p] + j (sgemm_rows).
+void ukernel_rows(int kc, const float* const* arows, const float* const* brows, int64_t j, float* c, int64_t ldc,
+                  int nrows, int cols, bool accumulate) {
+  tile(kc, [=](int p, int r) { return arows[r][p]; }, [=](int p) { return brows[p] + j; }, c, ldc, nrows, cols,
+       accumulate);
 }
 }  // namespace
 

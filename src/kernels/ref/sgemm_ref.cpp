@@ -17,7 +17,7 @@ void sgemm_rows_ref(const SgemmRowsArgs& g) {
   for (int i = 0; i < g.m; ++i)
     for (int j = 0; j < g.n; ++j) {
       float s = 0.0f;
-      for (int p = 0; p < g.k; ++p) s += g.a[i * g.rs_a + p * g.cs_a] * g.b_rows[p][j];
+      for (int p = 0; p < g.k; ++p) s += g.a[i * g.lda + p] * g.b_rows[p][j];
       float* c = g.c + i * g.ldc + j;
       *c = g.accumulate ? *c + s : s;
     }
