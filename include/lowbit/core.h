@@ -38,6 +38,10 @@ class Tensor {
   Tensor(Tensor&&) noexcept = default;
   Tensor& operator=(Tensor&&) noexcept = default;
 
+  // Past the last element the storage holds kSlack more floats (zero when allocated, finite
+  // always), so SIMD kernels may load whole vectors across the end (Conv2d's row-pointer GEMM).
+  static constexpr int kSlack = 32;
+
   // Reshape-in-place to a new shape, reallocating only when the element count grows.
   // Contents are unspecified after a size change.
   void resize(const Shape& shape);

@@ -59,6 +59,7 @@ class Layer {
 // W^T of a weight matrix W[O][K] as [K][O] rows for the row-pointer GEMM (y = x W^T with x read
 // in place, nothing packed per call): built by freeze(), used only while frozen.
 struct FrozenWeights {
+  std::vector<float> src;           // the W it was built from
   std::vector<float> wt;            // [K][O], then zero slack for the GEMM's whole-tile loads
   std::vector<const float*> rows;   // K pointers into wt
   bool valid = false;

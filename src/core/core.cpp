@@ -22,11 +22,12 @@ int64_t shape_numel(const Shape& s) {
 
 void AlignedFree::operator()(float* p) const { std::free(p); }
 
+// n floats plus Tensor::kSlack zeroed ones.
 static std::unique_ptr<float[], AlignedFree> alloc_floats(int64_t n) {
-  size_t bytes = (static_cast<size_t>(n) * sizeof(float) + 63) / 64 * 64;
-  if (bytes == 0) bytes = 64;
+  size_t bytes = (static_cast<size_t>(n + Tensor::kSlack) * sizeof(float) + 63) / 64 * 64;
   auto* p = static_cast<float*>(std::aligned_alloc(64, bytes));
   if (!p) throw Error("out of memory allocating " + std::to_string(bytes) + " bytes");
+  std::memset(p + n, 0, static_cast<size_t>(Tensor::kSlack) * sizeof(float));
   return std::unique_ptr<float[], AlignedFree>(p);
 }
 

@@ -138,23 +138,31 @@ void Conv2d::forward_rows(const Tensor& in, Tensor& out, int n0, int n1) {
   const int N = (g.oh - 1) * wp + g.ow;
   const int64_t in_stride = int64_t{g.c} * g.h * g.w, out_stride = int64_t{out_ch} * P;
   const int64_t plane = int64_t{hp} * wp;
-  float* xp = room(tl.grad, g.c * plane + kSgemmRowsSlack);
-  if (pad > 0) std::fill(xp, xp + g.c * plane, 0.0f);
-  std::fill(xp + g.c * plane, xp + g.c * plane + kSgemmRowsSlack, 0.0f);  // read, never used
+  // Without padding the rows point into `in` itself: the GEMM's loads past an image's last pixel
+  // land in the next image or in the tensor's slack (Tensor::kSlack >= kSgemmRowsSlack).
+  static_assert(Tensor::kSlack >= kSgemmRowsSlack);
+  float* xp = nullptr;
+  if (pad > 0) {
+    xp = room(tl.grad, g.c * plane + kSgemmRowsSlack);
+    std::fill(xp, xp + g.c * plane + kSgemmRowsSlack, 0.0f);
+  }
   tl.rows.resize(static_cast<size_t>(K));
-  for (int ci = 0; ci < g.c; ++ci)
-    for (int ky = 0; ky < kernel; ++ky)
-      for (int kx = 0; kx < kernel; ++kx) tl.rows[size_t((ci * kernel + ky) * kernel + kx)] = xp + ci * plane + ky * wp + kx;
   float* c = room(tl.out, int64_t{out_ch} * N);
   const SgemmRowsFn sgemm_rows = kernels().sgemm_rows;
   for (int b = n0; b < n1; ++b) {
     const float* x = in.data() + b * in_stride;
+    if (pad > 0)
+      for (int ci = 0; ci < g.c; ++ci)
+        for (int y = 0; y < g.h; ++y) {
+          const float* src = x + (int64_t{ci} * g.h + y) * g.w;
+          float* dst = xp + ci * plane + int64_t{y + pad} * wp + pad;
+          for (int i = 0; i < g.w; ++i) dst[i] = src[i];
+        }
+    const float* base = pad > 0 ? xp : x;
     for (int ci = 0; ci < g.c; ++ci)
-      for (int y = 0; y < g.h; ++y) {
-        const float* src = x + (int64_t{ci} * g.h + y) * g.w;
-        float* dst = xp + ci * plane + int64_t{y + pad} * wp + pad;
-        for (int i = 0; i < g.w; ++i) dst[i] = src[i];
-      }
+      for (int ky = 0; ky < kernel; ++ky)
+        for (int kx = 0; kx < kernel; ++kx)
+          tl.rows[size_t((ci * kernel + ky) * kernel + kx)] = base + ci * plane + ky * wp + kx;
     sgemm_rows({out_ch, N, K, weight.data(), K, tl.rows.data(), c, N, false});
     float* y = out.data() + b * out_stride;
     for (int o = 0; o < out_ch; ++o) {

@@ -1,6 +1,7 @@
 // Linear: y[N, O] = x[N, I] * W^T + b. Backward: dW[O, I] += dy^T * x, dx[N, I] = dy * W.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "kernels/dispatch.h"
 #include "lowbit/nn.h"
@@ -28,13 +29,19 @@ Shape Linear::output_shape(const Shape& in) const {
 }
 
 void FrozenWeights::build(const Tensor& w, int o, int k) {
-  wt.assign(static_cast<size_t>(k) * o + kSgemmRowsSlack, 0.0f);
-  rows.resize(static_cast<size_t>(k));
-  for (int p = 0; p < k; ++p) {
-    float* row = wt.data() + int64_t{p} * o;
-    for (int i = 0; i < o; ++i) row[i] = w[int64_t{i} * k + p];
-    rows[static_cast<size_t>(p)] = row;
+  const size_t n = static_cast<size_t>(k) * o;
+  // Inference calls forward again and again with the same weights: compare, transpose only when
+  // they changed (a memcmp reads W once; the transpose's strided reads cost ten times more).
+  if (wt.size() == n + kSgemmRowsSlack && std::memcmp(src.data(), w.data(), n * sizeof(float)) == 0) {
+    valid = true;
+    return;
   }
+  src.assign(w.data(), w.data() + n);
+  wt.assign(n + kSgemmRowsSlack, 0.0f);
+  rows.resize(static_cast<size_t>(k));
+  for (int i = 0; i < o; ++i)
+    for (int p = 0; p < k; ++p) wt[size_t(p) * size_t(o) + size_t(i)] = src[size_t(i) * size_t(k) + size_t(p)];
+  for (int p = 0; p < k; ++p) rows[static_cast<size_t>(p)] = wt.data() + int64_t{p} * o;
   valid = true;
 }
 
