@@ -83,6 +83,10 @@ class Conv2d : public Layer {
   std::string kernel_str() const override;
   nlohmann::json spec() const override;
   void init(Rng& rng) override;
+  // Sequential's fusion of conv -> ReLU -> 2x2/2 max pool: writes the three layers' outputs as
+  // they would (same values), reading the GEMM result once. false (nothing written) unless
+  // stride 1 with more than one output pixel.
+  bool forward_relu_maxpool(const Tensor& in, Tensor& conv_out, Tensor& relu_out, Tensor& pool_out, int n0, int n1);
   void freeze() override { frozen_.build(weight, out_ch, in_ch * kernel * kernel); }
   void thaw() override { frozen_.valid = false; }
 

@@ -127,44 +127,54 @@ static Geometry geometry(const Conv2d& c, const Shape& in, const Shape& out) {
   return {in[1], in[2], in[3], c.kernel, c.stride, c.pad, out[2], out[3]};
 }
 
-// Images [n0, n1) in GEMM tiles of up to `T` images.
 // Stride 1, one image at a time, without im2col: on the zero-padded input xp (C, HP, WP) the
 // im2col row (c, ky, kx) is xp itself from offset (c*HP + ky)*WP + kx on, read along
 // n = oy*WP + ox. So out[OC, N] = W[OC, K] * B with B's rows pointing into xp (sgemm_rows),
 // N = (OH-1)*WP + OW; the columns with ox >= OW (the row wrap) are computed and dropped.
-void Conv2d::forward_rows(const Tensor& in, Tensor& out, int n0, int n1) {
-  const Geometry g = geometry(*this, in.shape(), out.shape());
-  const int K = g.kdim(), P = g.p(), hp = g.h + 2 * pad, wp = g.w + 2 * pad;
+// epilogue(b, c) gets image b's result: output (o, oy, ox) at c[o * N + oy * WP + ox], no bias.
+namespace {
+
+template <class Epilogue>
+void conv_rows(const Conv2d& l, const Geometry& g, const Tensor& in, int n0, int n1, Epilogue epilogue) {
+  const int K = g.kdim(), k = l.kernel, hp = g.h + 2 * l.pad, wp = g.w + 2 * l.pad;
   const int N = (g.oh - 1) * wp + g.ow;
-  const int64_t in_stride = int64_t{g.c} * g.h * g.w, out_stride = int64_t{out_ch} * P;
-  const int64_t plane = int64_t{hp} * wp;
+  const int64_t in_stride = int64_t{g.c} * g.h * g.w, plane = int64_t{hp} * wp;
   // Without padding the rows point into `in` itself: the GEMM's loads past an image's last pixel
   // land in the next image or in the tensor's slack (Tensor::kSlack >= kSgemmRowsSlack).
   static_assert(Tensor::kSlack >= kSgemmRowsSlack);
   float* xp = nullptr;
-  if (pad > 0) {
+  if (l.pad > 0) {
     xp = room(tl.grad, g.c * plane + kSgemmRowsSlack);
     std::fill(xp, xp + g.c * plane + kSgemmRowsSlack, 0.0f);
   }
   tl.rows.resize(static_cast<size_t>(K));
-  float* c = room(tl.out, int64_t{out_ch} * N);
+  float* c = room(tl.out, int64_t{l.out_ch} * N);
   const SgemmRowsFn sgemm_rows = kernels().sgemm_rows;
   for (int b = n0; b < n1; ++b) {
     const float* x = in.data() + b * in_stride;
-    if (pad > 0)
+    if (l.pad > 0)
       for (int ci = 0; ci < g.c; ++ci)
         for (int y = 0; y < g.h; ++y) {
           const float* src = x + (int64_t{ci} * g.h + y) * g.w;
-          float* dst = xp + ci * plane + int64_t{y + pad} * wp + pad;
+          float* dst = xp + ci * plane + int64_t{y + l.pad} * wp + l.pad;
           for (int i = 0; i < g.w; ++i) dst[i] = src[i];
         }
-    const float* base = pad > 0 ? xp : x;
+    const float* base = l.pad > 0 ? xp : x;
     for (int ci = 0; ci < g.c; ++ci)
-      for (int ky = 0; ky < kernel; ++ky)
-        for (int kx = 0; kx < kernel; ++kx)
-          tl.rows[size_t((ci * kernel + ky) * kernel + kx)] = base + ci * plane + ky * wp + kx;
-    sgemm_rows({out_ch, N, K, weight.data(), K, tl.rows.data(), c, N, false});
-    float* y = out.data() + b * out_stride;
+      for (int ky = 0; ky < k; ++ky)
+        for (int kx = 0; kx < k; ++kx) tl.rows[size_t((ci * k + ky) * k + kx)] = base + ci * plane + ky * wp + kx;
+    sgemm_rows({l.out_ch, N, K, l.weight.data(), K, tl.rows.data(), c, N, false});
+    epilogue(b, c);
+  }
+}
+
+}  // namespace
+
+void Conv2d::forward_rows(const Tensor& in, Tensor& out, int n0, int n1) {
+  const Geometry g = geometry(*this, in.shape(), out.shape());
+  const int wp = g.w + 2 * pad, N = (g.oh - 1) * wp + g.ow;
+  conv_rows(*this, g, in, n0, n1, [&](int b, const float* c) {
+    float* y = out.data() + int64_t{b} * out_ch * g.p();
     for (int o = 0; o < out_ch; ++o) {
       const float bv = has_bias ? bias[o] : 0.0f;
       for (int oy = 0; oy < g.oh; ++oy) {
@@ -173,7 +183,39 @@ void Conv2d::forward_rows(const Tensor& in, Tensor& out, int n0, int n1) {
         for (int ox = 0; ox < g.ow; ++ox) dst[ox] = src[ox] + bv;
       }
     }
-  }
+  });
+}
+
+bool Conv2d::forward_relu_maxpool(const Tensor& in, Tensor& conv_out, Tensor& relu_out, Tensor& pool_out, int n0,
+                                  int n1) {
+  const Geometry g = geometry(*this, in.shape(), conv_out.shape());
+  if (stride != 1 || g.p() == 1) return false;
+  const int wp = g.w + 2 * pad, N = (g.oh - 1) * wp + g.ow;
+  const int ph = pool_out.dim(2), pw = pool_out.dim(3);  // floor(OH / 2), floor(OW / 2)
+  conv_rows(*this, g, in, n0, n1, [&](int b, const float* c) {
+    float* y = conv_out.data() + int64_t{b} * out_ch * g.p();
+    float* r = relu_out.data() + int64_t{b} * out_ch * g.p();
+    float* q = pool_out.data() + int64_t{b} * out_ch * ph * pw;
+    for (int o = 0; o < out_ch; ++o) {
+      const float bv = has_bias ? bias[o] : 0.0f;
+      for (int oy = 0; oy < g.oh; ++oy) {
+        const float* src = c + int64_t{o} * N + int64_t{oy} * wp;
+        const int64_t at = (int64_t{o} * g.oh + oy) * g.ow;
+        for (int ox = 0; ox < g.ow; ++ox) {
+          const float v = src[ox] + bv;
+          y[at + ox] = v;
+          r[at + ox] = v > 0.0f ? v : 0.0f;  // as Activation (relu)
+        }
+        if (oy % 2 == 1 && oy / 2 < ph) {  // rows oy-1, oy complete one pooled row, as Pool2d
+          const float *r0 = r + at - g.ow, *r1 = r + at;
+          float* d = q + (int64_t{o} * ph + oy / 2) * pw;
+          for (int px = 0; px < pw; ++px)
+            d[px] = std::max(std::max(r0[2 * px], r0[2 * px + 1]), std::max(r1[2 * px], r1[2 * px + 1]));
+        }
+      }
+    }
+  });
+  return true;
 }
 
 void Conv2d::forward(const Tensor& in, Tensor& out, int n0, int n1) {

@@ -32,13 +32,28 @@ const Tensor& Sequential::forward(const Tensor& input) {
   acts_[0] = input;
   for (size_t i = 0; i < layers_.size(); ++i) acts_[i + 1].resize(layers_[i]->output_shape(acts_[i].shape()));
   const int N = input.dim(0), tiles = (N + tile - 1) / tile;
+  // Conv2d -> ReLU -> MaxPool2d(2, 2) runs as one pass over the convolution's result.
+  std::vector<bool> fused(layers_.size(), false);
+  for (size_t i = 0; i + 2 < layers_.size(); ++i) {
+    const auto* act = dynamic_cast<const Activation*>(layers_[i + 1].get());
+    const auto* pool = dynamic_cast<const Pool2d*>(layers_[i + 2].get());
+    fused[i] = dynamic_cast<const Conv2d*>(layers_[i].get()) && act && act->kind == ActKind::relu && pool &&
+               pool->kind == PoolKind::max && pool->kernel == 2 && pool->stride == 2;
+  }
   for (auto& l : layers_) l->freeze();
 #pragma omp parallel num_threads(std::max(1, std::min(threads(), tiles)))
   {
     Slice s = thread_slice(tiles, omp_get_thread_num(), omp_get_num_threads());
     for (int t = s.begin; t < s.end; ++t) {
       int n0 = t * tile, n1 = std::min(N, n0 + tile);
-      for (size_t i = 0; i < layers_.size(); ++i) layers_[i]->forward(acts_[i], acts_[i + 1], n0, n1);
+      for (size_t i = 0; i < layers_.size(); ++i) {
+        if (fused[i] && static_cast<Conv2d&>(*layers_[i]).forward_relu_maxpool(acts_[i], acts_[i + 1], acts_[i + 2],
+                                                                              acts_[i + 3], n0, n1)) {
+          i += 2;
+          continue;
+        }
+        layers_[i]->forward(acts_[i], acts_[i + 1], n0, n1);
+      }
     }
   }
   for (auto& l : layers_) l->thaw();

@@ -128,25 +128,42 @@ TEST(Conv2dForward, MatchesDirectLoops) {
 }
 
 // Sequential::forward runs Linear and whole-image Conv2d layers against weights transposed once
-// per call (freeze/thaw); calling each layer directly takes the per-call GEMM path. Same values.
-TEST(SequentialForward, FrozenPathsMatchDirectLayerCalls) {
-  for (const char* name : {"lenet5", "lenet5-classic"})
-    for (bool bias : {false, true}) {
-      Sequential m = build_model(name, bias);
+// per call (freeze/thaw) and fuses conv -> ReLU -> 2x2 max pool; calling each layer directly takes
+// the plain paths. Same values, every activation (LeNet-5 both ways, and a padded conv with an odd
+// output size whose last row and column the pool drops).
+TEST(SequentialForward, FrozenAndFusedPathsMatchDirectLayerCalls) {
+  for (int variant = 0; variant < 5; ++variant) {
+      const bool bias = variant % 2 == 1;
+      Sequential m;
+      if (variant < 4) {
+        m = build_model(variant < 2 ? "lenet5" : "lenet5-classic", bias);
+      } else {
+        m.input_shape = {2, 7, 7};
+        m.add(std::make_unique<Conv2d>(2, 3, 3, 1, 1, true), "conv");
+        m.add(std::make_unique<Activation>(ActKind::relu), "relu");
+        m.add(std::make_unique<Pool2d>(PoolKind::max, 2, 2), "pool");
+        m.add(std::make_unique<Flatten>(), "flatten");
+        m.add(std::make_unique<Linear>(27, 4, true), "fc");
+      }
+      const char* name = variant < 2 ? "lenet5" : variant < 4 ? "lenet5-classic" : "padded";
       m.init(5);
       Rng rng(6);
-      Tensor x(Shape{37, 1, 32, 32});
+      Shape xs = m.input_shape;
+      xs.insert(xs.begin(), 37);
+      Tensor x(xs);
       for (int64_t i = 0; i < x.numel(); ++i) x[i] = rng.uniform(-1, 1);
-      const Tensor got = m.forward(x);
+      m.forward(x);
       Tensor cur = x, next;
       for (size_t i = 0; i < m.size(); ++i) {
         next.resize(m.layer(i).output_shape(cur.shape()));
         m.layer(i).forward(cur, next);
         std::swap(cur, next);
+        const Tensor& got = m.activation(i + 1);
+        ASSERT_EQ(got.shape(), cur.shape()) << name << " layer " << i;
+        for (int64_t j = 0; j < got.numel(); ++j)
+          ASSERT_NEAR(got[j], cur[j], 1e-4 * (1 + std::fabs(cur[j]))) << name << " layer " << i << " index " << j;
       }
-      ASSERT_EQ(got.shape(), cur.shape());
-      for (int64_t i = 0; i < got.numel(); ++i) ASSERT_NEAR(got[i], cur[i], 1e-4 * (1 + std::fabs(cur[i]))) << name << " " << i;
-    }
+  }
 }
 
 TEST(GradCheck, Linear) {
