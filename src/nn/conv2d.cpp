@@ -1,6 +1,10 @@
-// Conv2d: forward and backward as GEMMs over an im2col matrix.
-// Forward, per tile of images: col[K = C*KH*KW, T*P] (P = OH*OW), out[OC, T*P] = W[OC, K] * col.
+// Conv2d: forward and backward as GEMMs.
+// Forward, stride 1: per image, out[OC, N] = W[OC, K] * B with B's rows pointing into the input
+// (conv_rows, no im2col). A whole-image kernel (LeNet's conv3): out[n][OC] = x[n][K] * W^T.
+// Otherwise, per tile of images: col[K = C*KH*KW, T*P] (P = OH*OW), out[OC, T*P] = W * col.
 // Backward: dW[OC, K] += dout[OC, T*P] * col^T; dcol[K, T*P] = W^T * dout, then col2im.
+#include <fmt/core.h>
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -305,7 +309,7 @@ int64_t Conv2d::macs(const Shape& in) const {
 }
 
 std::string Conv2d::kernel_str() const {
-  return "[" + std::to_string(kernel) + ", " + std::to_string(kernel) + "]";
+  return fmt::format("[{}, {}]", kernel, kernel);  // not "[" + string: GCC 12's false -Wrestrict
 }
 
 nlohmann::json Conv2d::spec() const {

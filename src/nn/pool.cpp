@@ -1,5 +1,7 @@
 // Max and average pooling on NCHW planes (no padding). Max pooling routes the gradient to the
 // first arg-max of each window, recomputed from the forward input.
+#include <fmt/core.h>
+
 #include <algorithm>
 
 #include "lowbit/nn.h"
@@ -80,7 +82,7 @@ void Pool2d::backward(const Tensor& in, const Tensor& out, const Tensor& dout, T
 }
 
 std::string Pool2d::kernel_str() const {
-  return "[" + std::to_string(kernel) + ", " + std::to_string(kernel) + "]";
+  return fmt::format("[{}, {}]", kernel, kernel);  // not "[" + string: GCC 12's false -Wrestrict
 }
 
 nlohmann::json Pool2d::spec() const {
