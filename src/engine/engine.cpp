@@ -5,7 +5,6 @@
 // int32 accumulators that become logits acc * s_w[c] * s_in.
 #include "lowbit/engine.h"
 
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -259,25 +258,28 @@ static void run_tile(const Engine::Impl& im, Scratch& s, const float* x, int t, 
 
 void Engine::run(const Tensor& x, Tensor& logits) {
   Impl& im = *impl_;
-  Shape want = im.q.input_shape;
-  want.insert(want.begin(), x.rank() ? x.dim(0) : 0);
-  if (x.shape() != want) throw Error("engine input must be " + shape_str(want) + ", got " + shape_str(x.shape()));
+  // Checked without building shapes: at batch 1 an allocation is a noticeable part of the call.
+  const Shape& in = im.q.input_shape;
+  if (x.rank() != 4 || x.dim(1) != in[0] || x.dim(2) != in[1] || x.dim(3) != in[2]) {
+    Shape want = in;
+    want.insert(want.begin(), x.rank() ? x.dim(0) : 0);
+    throw Error("engine input must be " + shape_str(want) + ", got " + shape_str(x.shape()));
+  }
   const Prepared& last = im.ops.back();
   const int N = x.dim(0), classes = static_cast<int>(last.out_size());
-  logits.resize({N, classes});
+  if (logits.rank() != 2 || logits.dim(0) != N || logits.dim(1) != classes) logits.resize({N, classes});
   const int64_t in_size = shape_numel(im.q.input_shape);
   const int tiles = (N + tile - 1) / tile;
   const int nthreads = std::max(1, std::min(threads(), tiles));
   if (static_cast<int>(im.scratch.size()) < nthreads) im.scratch.resize(static_cast<size_t>(nthreads));
-#pragma omp parallel num_threads(nthreads)
-  {
-    Scratch& s = im.scratch[static_cast<size_t>(omp_get_thread_num())];
-    Slice sl = thread_slice(tiles, omp_get_thread_num(), omp_get_num_threads());
+  run_threads(nthreads, [&](int th, int nth) {
+    Scratch& s = im.scratch[static_cast<size_t>(th)];
+    Slice sl = thread_slice(tiles, th, nth);
     for (int tt = sl.begin; tt < sl.end; ++tt) {
       int n0 = tt * tile, t = std::min(tile, N - n0);
       run_tile(im, s, x.data() + n0 * in_size, t, logits.data() + int64_t{n0} * classes);
     }
-  }
+  });
 }
 
 std::vector<std::vector<uint8_t>> Engine::trace(const Tensor& x) {

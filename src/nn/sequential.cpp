@@ -1,5 +1,4 @@
 // Sequential model, layer factory and the model builders (LeNet-5 variants of seed 004).
-#include <omp.h>
 
 #include <algorithm>
 
@@ -41,9 +40,8 @@ const Tensor& Sequential::forward(const Tensor& input) {
                pool->kind == PoolKind::max && pool->kernel == 2 && pool->stride == 2;
   }
   for (auto& l : layers_) l->freeze();
-#pragma omp parallel num_threads(std::max(1, std::min(threads(), tiles)))
-  {
-    Slice s = thread_slice(tiles, omp_get_thread_num(), omp_get_num_threads());
+  run_threads(std::max(1, std::min(threads(), tiles)), [&](int th, int nth) {
+    Slice s = thread_slice(tiles, th, nth);
     for (int t = s.begin; t < s.end; ++t) {
       int n0 = t * tile, n1 = std::min(N, n0 + tile);
       for (size_t i = 0; i < layers_.size(); ++i) {
@@ -55,7 +53,7 @@ const Tensor& Sequential::forward(const Tensor& input) {
         layers_[i]->forward(acts_[i], acts_[i + 1], n0, n1);
       }
     }
-  }
+  });
   for (auto& l : layers_) l->thaw();
   return acts_.back();
 }
@@ -87,17 +85,15 @@ void Sequential::backward(const Tensor& dout, size_t end) {
         views[static_cast<size_t>(th)][i].push_back(&store[k++]);
       }
   }
-#pragma omp parallel num_threads(nthreads)
-  {
-    const int th = omp_get_thread_num();
-    Slice s = thread_slice(tiles, th, omp_get_num_threads());
+  run_threads(nthreads, [&](int th, int nth) {
+    Slice s = thread_slice(tiles, th, nth);
     for (int t = s.begin; t < s.end; ++t) {
       int n0 = t * tile, n1 = std::min(N, n0 + tile);
       for (size_t i = end; i-- > 0;)
         layers_[i]->backward(acts_[i], acts_[i + 1], grads_[i + 1], i > 0 ? &grads_[i] : nullptr, n0, n1,
                              views[static_cast<size_t>(th)][i]);
     }
-  }
+  });
   for (int th = 0; th < nthreads; ++th)
     for (size_t i = 0; i < end; ++i) {
       auto ps = layers_[i]->params();
