@@ -46,10 +46,20 @@ struct SgemmRowsArgs {
 using SgemmRowsFn = void (*)(const SgemmRowsArgs&);
 constexpr int kSgemmRowsSlack = 32;
 
+// The epilogue of Sequential's conv -> ReLU -> 2x2/2 max pool fusion, one output channel: for
+// oy < oh, ox < ow: y[oy*ow + ox] = c[oy*ldc + ox] + bias (reads no other c), r = y > 0 ? y : 0,
+// and q[py*(ow/2) + px] = the max of r over rows 2py, 2py+1 and columns 2px, 2px+1 (a last odd
+// row or column is not pooled). Exact: every ISA gives the reference's bits. With spill, a kernel
+// may also write up to 15 floats of garbage past y[oh*ow - 1] and r[oh*ow - 1], which the caller
+// overwrites later (the next channel's plane): whole-vector stores instead of masked ones.
+using BiasReluMaxpoolFn = void (*)(const float* c, int64_t ldc, int oh, int ow, float bias, float* y, float* r,
+                                   float* q, bool spill);
+
 struct KernelTable {
   Isa isa;
   SgemmFn sgemm;
   SgemmRowsFn sgemm_rows;
+  BiasReluMaxpoolFn bias_relu_maxpool_f32;
   // ---- int8 kernels (engine) are added below this line ----
   // Integer kernels: contracts and argument structs in kernels/qkernels.h (the elaborated
   // `struct X` names declare those structs here without including that header).

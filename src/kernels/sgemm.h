@@ -13,6 +13,10 @@ void sgemm_6x32__avx512(const SgemmArgs& g);
 void sgemm_rows_ref(const SgemmRowsArgs& g);
 void sgemm_rows_6x16__avx2(const SgemmRowsArgs& g);
 void sgemm_rows_6x32__avx512(const SgemmRowsArgs& g);
+void bias_relu_maxpool_f32_ref(const float* c, int64_t ldc, int oh, int ow, float bias, float* y, float* r, float* q,
+                               bool spill);
+void bias_relu_maxpool_f32__avx512(const float* c, int64_t ldc, int oh, int ow, float bias, float* y, float* r,
+                                   float* q, bool spill);
 
 // Blocking shared by the SIMD drivers: K in slices of kSgemmKc, N in slices of kSgemmNc.
 constexpr int kSgemmKc = 256;

@@ -196,28 +196,16 @@ bool Conv2d::forward_relu_maxpool(const Tensor& in, Tensor& conv_out, Tensor& re
   if (stride != 1 || g.p() == 1) return false;
   const int wp = g.w + 2 * pad, N = (g.oh - 1) * wp + g.ow;
   const int ph = pool_out.dim(2), pw = pool_out.dim(3);  // floor(OH / 2), floor(OW / 2)
+  const BiasReluMaxpoolFn epilogue = kernels().bias_relu_maxpool_f32;
   conv_rows(*this, g, in, n0, n1, [&](int b, const float* c) {
     float* y = conv_out.data() + int64_t{b} * out_ch * g.p();
     float* r = relu_out.data() + int64_t{b} * out_ch * g.p();
     float* q = pool_out.data() + int64_t{b} * out_ch * ph * pw;
-    for (int o = 0; o < out_ch; ++o) {
-      const float bv = has_bias ? bias[o] : 0.0f;
-      for (int oy = 0; oy < g.oh; ++oy) {
-        const float* src = c + int64_t{o} * N + int64_t{oy} * wp;
-        const int64_t at = (int64_t{o} * g.oh + oy) * g.ow;
-        for (int ox = 0; ox < g.ow; ++ox) {
-          const float v = src[ox] + bv;
-          y[at + ox] = v;
-          r[at + ox] = v > 0.0f ? v : 0.0f;  // as Activation (relu)
-        }
-        if (oy % 2 == 1 && oy / 2 < ph) {  // rows oy-1, oy complete one pooled row, as Pool2d
-          const float *r0 = r + at - g.ow, *r1 = r + at;
-          float* d = q + (int64_t{o} * ph + oy / 2) * pw;
-          for (int px = 0; px < pw; ++px)
-            d[px] = std::max(std::max(r0[2 * px], r0[2 * px + 1]), std::max(r1[2 * px], r1[2 * px + 1]));
-        }
-      }
-    }
+    // Channels in order: channel o's overhang (spill) lands in channel o + 1's planes before they
+    // are written. Not past the image's last channel: the next image may be another thread's.
+    for (int o = 0; o < out_ch; ++o)
+      epilogue(c + int64_t{o} * N, wp, g.oh, g.ow, has_bias ? bias[o] : 0.0f, y + int64_t{o} * g.p(),
+               r + int64_t{o} * g.p(), q + int64_t{o} * ph * pw, o + 1 < out_ch);
   });
   return true;
 }

@@ -4,11 +4,14 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <string>
 #include <vector>
 
 #include "kernels/dispatch.h"
 #include "kernels/sgemm.h"
 #include "lowbit/core.h"
+#include "lowbit/nn.h"
 
 namespace lowbit {
 namespace {
@@ -84,6 +87,57 @@ TEST(Sgemm, RowsEveryIsaMatchesReference) {
             ASSERT_NEAR(c[i], r[i], tol) << isa_name(isa) << " m=" << m << " n=" << n << " k=" << k << " index=" << i;
         }
   }
+}
+
+// The conv -> ReLU -> max pool epilogue of every ISA against the reference, bit for bit, on
+// values with NaN, -0 and ties; odd and even sizes; nothing written past a plane without spill,
+// at most 15 floats past it with spill.
+TEST(BiasReluMaxpool, EveryIsaMatchesReferenceAndStaysInBounds) {
+  Rng rng(44);
+  const float kGuard = 12345.0f;
+  for (Isa isa : {Isa::avx2, Isa::avx512}) {
+    const KernelTable* t = kernels_for(isa);
+    if (!t) continue;
+    for (int oh = 1; oh <= 9; ++oh)
+      for (int ow = 1; ow <= 40; ++ow)
+        for (bool spill : {false, true}) {
+          const int64_t ldc = ow + static_cast<int>(rng.below(5));
+          std::vector<float> c(size_t(oh) * size_t(ldc));
+          for (float& v : c) {
+            const uint64_t kind = rng.below(20);
+            v = kind == 0 ? std::nanf("") : kind == 1 ? -0.0f : kind == 2 ? 0.5f : rng.uniform(-2, 2);
+          }
+          const float bias = rng.below(3) == 0 ? 0.0f : rng.uniform(-1, 1);
+          const size_t plane = size_t(oh) * size_t(ow), pooled = size_t(oh / 2) * size_t(ow / 2);
+          std::vector<float> y(plane + 32, kGuard), r(plane + 32, kGuard), q(pooled + 32, kGuard);
+          std::vector<float> yr = y, rr = r, qr = q;
+          bias_relu_maxpool_f32_ref(c.data(), ldc, oh, ow, bias, yr.data(), rr.data(), qr.data(), false);
+          t->bias_relu_maxpool_f32(c.data(), ldc, oh, ow, bias, y.data(), r.data(), q.data(), spill);
+          const std::string where = std::string(isa_name(isa)) + " oh=" + std::to_string(oh) + " ow=" +
+                                    std::to_string(ow) + (spill ? " spill" : "");
+          ASSERT_EQ(0, std::memcmp(y.data(), yr.data(), plane * sizeof(float))) << where;
+          ASSERT_EQ(0, std::memcmp(r.data(), rr.data(), plane * sizeof(float))) << where;
+          ASSERT_EQ(0, std::memcmp(q.data(), qr.data(), (pooled + 32) * sizeof(float))) << where;
+          for (size_t i = plane + (spill ? 15 : 0); i < plane + 32; ++i) {
+            ASSERT_EQ(y[i], kGuard) << where << " y written at " << i;
+            ASSERT_EQ(r[i], kGuard) << where << " r written at " << i;
+          }
+        }
+  }
+}
+
+// The reference against the layers it fuses (Conv2d's bias, Activation, Pool2d): NaN, -0, ties.
+TEST(BiasReluMaxpool, ReferenceIsReluThenMaxPool) {
+  Rng rng(45);
+  const int oh = 6, ow = 7;
+  Tensor x(Shape{1, 1, oh, ow}), relu(Shape{1, 1, oh, ow}), pool(Shape{1, 1, oh / 2, ow / 2});
+  for (int64_t i = 0; i < x.numel(); ++i) x[i] = i % 9 == 0 ? std::nanf("") : i % 9 == 1 ? -0.0f : rng.uniform(-2, 2);
+  Activation(ActKind::relu).forward(x, relu);
+  Pool2d(PoolKind::max, 2, 2).forward(relu, pool);
+  std::vector<float> y(size_t(oh * ow)), r(y.size()), q(size_t(pool.numel()));
+  bias_relu_maxpool_f32_ref(x.data(), ow, oh, ow, 0.0f, y.data(), r.data(), q.data(), false);
+  for (int64_t i = 0; i < relu.numel(); ++i) ASSERT_EQ(std::memcmp(&r[size_t(i)], &relu[i], 4), 0) << i;
+  for (int64_t i = 0; i < pool.numel(); ++i) ASSERT_EQ(std::memcmp(&q[size_t(i)], &pool[i], 4), 0) << i;
 }
 
 TEST(Sgemm, ZeroKClearsOrKeeps) {

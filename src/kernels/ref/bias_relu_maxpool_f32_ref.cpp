@@ -1,0 +1,26 @@
+// Scalar reference of the FP32 conv epilogue fused with ReLU and 2x2 max pooling (contract in
+// kernels/dispatch.h, BiasReluMaxpoolFn): the same expressions as Conv2d + Activation + Pool2d.
+#include <algorithm>
+
+#include "kernels/sgemm.h"
+
+namespace lowbit {
+
+void bias_relu_maxpool_f32_ref(const float* c, int64_t ldc, int oh, int ow, float bias, float* y, float* r,
+                               float* q, bool /*spill: never needed*/) {
+  const int ph = oh / 2, pw = ow / 2;
+  for (int oy = 0; oy < oh; ++oy)
+    for (int ox = 0; ox < ow; ++ox) {
+      const float v = c[oy * ldc + ox] + bias;
+      y[oy * ow + ox] = v;
+      r[oy * ow + ox] = v > 0.0f ? v : 0.0f;
+    }
+  for (int py = 0; py < ph; ++py)
+    for (int px = 0; px < pw; ++px) {
+      const float* r0 = r + (2 * py) * ow + 2 * px;
+      const float* r1 = r0 + ow;
+      q[py * pw + px] = std::max(std::max(r0[0], r0[1]), std::max(r1[0], r1[1]));
+    }
+}
+
+}  // namespace lowbit
