@@ -11,8 +11,8 @@ void sgemm_ref(const SgemmArgs& g);
 void sgemm_6x16__avx2(const SgemmArgs& g);
 void sgemm_6x32__avx512(const SgemmArgs& g);
 void sgemm_rows_ref(const SgemmRowsArgs& g);
-void sgemm_rows_6x16__avx2(const SgemmRowsArgs& g);
-void sgemm_rows_6x32__avx512(const SgemmRowsArgs& g);
+void sgemm_rows__avx2(const SgemmRowsArgs& g);
+void sgemm_rows__avx512(const SgemmRowsArgs& g);
 void bias_relu_maxpool_f32_ref(const float* c, int64_t ldc, int oh, int ow, float bias, float* y, float* r, float* q,
                                bool spill);
 void bias_relu_maxpool_f32__avx512(const float* c, int64_t ldc, int oh, int ow, float bias, float* y, float* r,
@@ -41,8 +41,9 @@ using SgemmUkernel = void (*)(int kc, const float* ap, const float* b, int64_t l
 // The blocked driver shared by the SIMD versions: packs and walks the tiles.
 void sgemm_blocked(const SgemmArgs& g, int mr, int nr, SgemmUkernel ukernel);
 // The driver of sgemm_rows: nothing is packed. The micro-kernel reads A through mr row pointers
-// (arows[r][p]) and B through its row pointers (brows[p][j + c]).
+// (arows[r][p], mr <= 8) and B through its row pointers (brows[p][j + c]); `half` (may be null)
+// takes a last panel of at most nr / 2 columns.
 using SgemmRowsUkernel = void (*)(int kc, const float* const* arows, const float* const* brows, int64_t j, float* c,
                                   int64_t ldc, int nrows, int cols, bool accumulate);
-void sgemm_rows_blocked(const SgemmRowsArgs& g, int mr, int nr, SgemmRowsUkernel ukernel);
+void sgemm_rows_blocked(const SgemmRowsArgs& g, int mr, int nr, SgemmRowsUkernel ukernel, SgemmRowsUkernel half);
 }  // namespace lowbit

@@ -95,7 +95,7 @@ void sgemm_blocked(const SgemmArgs& g, int mr, int nr, SgemmUkernel ukernel) {
   }
 }
 
-void sgemm_rows_blocked(const SgemmRowsArgs& g, int mr, int nr, SgemmRowsUkernel ukernel) {
+void sgemm_rows_blocked(const SgemmRowsArgs& g, int mr, int nr, SgemmRowsUkernel ukernel, SgemmRowsUkernel half) {
   if (g.m <= 0 || g.n <= 0) return;
   if (g.k <= 0) {
     if (!g.accumulate)
@@ -108,9 +108,11 @@ void sgemm_rows_blocked(const SgemmRowsArgs& g, int mr, int nr, SgemmRowsUkernel
   const float* arows[8];
   for (int i0 = 0; i0 < g.m; i0 += mr) {
     for (int r = 0; r < mr; ++r) arows[r] = g.a + int64_t{std::min(i0 + r, g.m - 1)} * g.lda;
-    for (int j = 0; j < g.n; j += nr)
-      ukernel(g.k, arows, g.b_rows, j, g.c + int64_t{i0} * g.ldc + j, g.ldc, std::min(mr, g.m - i0),
-              std::min(nr, g.n - j), g.accumulate);
+    for (int j = 0; j < g.n; j += nr) {
+      const int cols = std::min(nr, g.n - j);
+      (half && 2 * cols <= nr ? half : ukernel)(g.k, arows, g.b_rows, j, g.c + int64_t{i0} * g.ldc + j, g.ldc,
+                                                 std::min(mr, g.m - i0), cols, g.accumulate);
+    }
   }
 }
 

@@ -54,7 +54,7 @@ TEST(Sgemm, EveryIsaMatchesReference) {
 // (the buffer ends there, so AddressSanitizer catches an overread). C has a wider ldc.
 TEST(Sgemm, RowsEveryIsaMatchesReference) {
   Rng rng(43);
-  const int ms[] = {1, 5, 6, 7, 16, 17};
+  const int ms[] = {1, 5, 6, 7, 8, 16, 17, 24};  // multiples of 8 take the 8-row tiles
   const int ns[] = {1, 15, 16, 17, 31, 32, 33, 100, 136, 892};
   const int ks[] = {1, 5, 25, 150, 255, 256, 257};
   for (Isa isa : {Isa::ref, Isa::avx2, Isa::avx512}) {

@@ -62,6 +62,6 @@ void ukernel_rows(int kc, const float* const* arows, const float* const* brows, 
 }  // namespace
 
 void sgemm_6x16__avx2(const SgemmArgs& g) { sgemm_blocked(g, kMr, kNr, ukernel); }
-void sgemm_rows_6x16__avx2(const SgemmRowsArgs& g) { sgemm_rows_blocked(g, kMr, kNr, ukernel_rows); }
+void sgemm_rows__avx2(const SgemmRowsArgs& g) { sgemm_rows_blocked(g, kMr, kNr, ukernel_rows, nullptr); }
 
 }  // namespace lowbit
