@@ -31,7 +31,8 @@ struct SgemmArgs {
 using SgemmFn = void (*)(const SgemmArgs&);
 
 // C[m, n] (+)= A[m, k] * B[k, n] with B given row by row: B(p, j) = b_rows[p][j]; A with
-// contiguous rows, A(i, p) = a[i * lda + p]; C as in SgemmArgs. The SIMD kernels load whole register tiles, so every row must be readable (finite
+// contiguous rows, A(i, p) = a[i * lda + p], or by row pointers when a_rows is set:
+// A(i, p) = a_rows[i][p] (A is read one element at a time: no slack needed); C as in SgemmArgs. The SIMD kernels load whole register tiles, so every row must be readable (finite
 // values) up to kSgemmRowsSlack floats past column n - 1. A stride-1 convolution is such a GEMM
 // on its (padded) input without im2col: row (c, ky, kx) starts at plane c, row ky, column kx.
 struct SgemmRowsArgs {
@@ -42,6 +43,7 @@ struct SgemmRowsArgs {
   float* c;
   int64_t ldc;
   bool accumulate;
+  const float* const* a_rows = nullptr;
 };
 using SgemmRowsFn = void (*)(const SgemmRowsArgs&);
 constexpr int kSgemmRowsSlack = 32;

@@ -107,7 +107,10 @@ void sgemm_rows_blocked(const SgemmRowsArgs& g, int mr, int nr, SgemmRowsUkernel
   // micro-kernel does not store them.
   const float* arows[8];
   for (int i0 = 0; i0 < g.m; i0 += mr) {
-    for (int r = 0; r < mr; ++r) arows[r] = g.a + int64_t{std::min(i0 + r, g.m - 1)} * g.lda;
+    for (int r = 0; r < mr; ++r) {
+      const int i = std::min(i0 + r, g.m - 1);
+      arows[r] = g.a_rows ? g.a_rows[i] : g.a + int64_t{i} * g.lda;
+    }
     for (int j = 0; j < g.n; j += nr) {
       const int cols = std::min(nr, g.n - j);
       (half && 2 * cols <= nr ? half : ukernel)(g.k, arows, g.b_rows, j, g.c + int64_t{i0} * g.ldc + j, g.ldc,

@@ -88,8 +88,8 @@ void col2im(const Geometry& g, const float* col, int t, int64_t ld, float* dx) {
 int tile_images(int P) { return std::max(1, 256 / P); }
 
 struct Scratch {
-  std::vector<float> col, out, grad;
-  std::vector<const float*> rows;
+  std::vector<float> col, out, grad, xp, dyt, dwt;
+  std::vector<const float*> rows, brows;
 };
 thread_local Scratch tl;
 
@@ -138,38 +138,74 @@ static Geometry geometry(const Conv2d& c, const Shape& in, const Shape& out) {
 // epilogue(b, c) gets image b's result: output (o, oy, ox) at c[o * N + oy * WP + ox], no bias.
 namespace {
 
+// Row pointers of one image for the row-pointer GEMMs: row (ci, ky, kx) of its im2col matrix is
+// the (zero-padded) input itself from (ci*HP + ky)*WP + kx on, read along n = oy*WP + ox. Without
+// padding the rows point into x: loads past an image's last pixel land in the next image or in
+// the tensor's slack (Tensor::kSlack >= kSgemmRowsSlack); with padding x is copied into tl.xp.
+const float* const* image_rows(const Conv2d& l, const Geometry& g, const float* x) {
+  static_assert(Tensor::kSlack >= kSgemmRowsSlack);
+  const int k = l.kernel, hp = g.h + 2 * l.pad, wp = g.w + 2 * l.pad;
+  const int64_t plane = int64_t{hp} * wp;
+  const float* base = x;
+  if (l.pad > 0) {
+    float* xp = room(tl.xp, g.c * plane + kSgemmRowsSlack);
+    std::fill(xp, xp + g.c * plane + kSgemmRowsSlack, 0.0f);
+    for (int ci = 0; ci < g.c; ++ci)
+      for (int y = 0; y < g.h; ++y) {
+        const float* src = x + (int64_t{ci} * g.h + y) * g.w;
+        float* dst = xp + ci * plane + int64_t{y + l.pad} * wp + l.pad;
+        for (int i = 0; i < g.w; ++i) dst[i] = src[i];
+      }
+    base = xp;
+  }
+  tl.rows.resize(static_cast<size_t>(g.kdim()));
+  for (int ci = 0; ci < g.c; ++ci)
+    for (int ky = 0; ky < k; ++ky)
+      for (int kx = 0; kx < k; ++kx) tl.rows[size_t((ci * k + ky) * k + kx)] = base + ci * plane + ky * wp + kx;
+  return tl.rows.data();
+}
+
+// Stride 1, one image at a time, without im2col: out[OC, N] = W[OC, K] * B with B's rows from
+// image_rows (sgemm_rows), N = (OH-1)*WP + OW; the columns with ox >= OW (the row wrap) are
+// computed and dropped. epilogue(b, c) gets image b's result: output (o, oy, ox) at
+// c[o * N + oy * WP + ox], no bias.
 template <class Epilogue>
 void conv_rows(const Conv2d& l, const Geometry& g, const Tensor& in, int n0, int n1, Epilogue epilogue) {
-  const int K = g.kdim(), k = l.kernel, hp = g.h + 2 * l.pad, wp = g.w + 2 * l.pad;
-  const int N = (g.oh - 1) * wp + g.ow;
-  const int64_t in_stride = int64_t{g.c} * g.h * g.w, plane = int64_t{hp} * wp;
-  // Without padding the rows point into `in` itself: the GEMM's loads past an image's last pixel
-  // land in the next image or in the tensor's slack (Tensor::kSlack >= kSgemmRowsSlack).
-  static_assert(Tensor::kSlack >= kSgemmRowsSlack);
-  float* xp = nullptr;
-  if (l.pad > 0) {
-    xp = room(tl.grad, g.c * plane + kSgemmRowsSlack);
-    std::fill(xp, xp + g.c * plane + kSgemmRowsSlack, 0.0f);
-  }
-  tl.rows.resize(static_cast<size_t>(K));
+  const int K = g.kdim(), wp = g.w + 2 * l.pad, N = (g.oh - 1) * wp + g.ow;
+  const int64_t in_stride = int64_t{g.c} * g.h * g.w;
   float* c = room(tl.out, int64_t{l.out_ch} * N);
   const SgemmRowsFn sgemm_rows = kernels().sgemm_rows;
   for (int b = n0; b < n1; ++b) {
-    const float* x = in.data() + b * in_stride;
-    if (l.pad > 0)
-      for (int ci = 0; ci < g.c; ++ci)
-        for (int y = 0; y < g.h; ++y) {
-          const float* src = x + (int64_t{ci} * g.h + y) * g.w;
-          float* dst = xp + ci * plane + int64_t{y + l.pad} * wp + l.pad;
-          for (int i = 0; i < g.w; ++i) dst[i] = src[i];
-        }
-    const float* base = l.pad > 0 ? xp : x;
-    for (int ci = 0; ci < g.c; ++ci)
-      for (int ky = 0; ky < k; ++ky)
-        for (int kx = 0; kx < k; ++kx) tl.rows[size_t((ci * k + ky) * k + kx)] = base + ci * plane + ky * wp + kx;
-    sgemm_rows({l.out_ch, N, K, l.weight.data(), K, tl.rows.data(), c, N, false});
+    const float* const* rows = image_rows(l, g, in.data() + b * in_stride);
+    sgemm_rows({l.out_ch, N, K, l.weight.data(), K, rows, c, N, false});
     epilogue(b, c);
   }
+}
+
+// dW[OC, K] += sum over images [n0, n1) of dY * X^T, stride 1, without im2col: as the transpose
+// dW^T[K, OC] = X[K, N] * dY^T[N, OC] with X's rows from image_rows and dY^T in the same wide
+// column order n = oy*WP + ox (zero rows for the wrap columns ox >= OW).
+void weight_grad_rows(const Conv2d& l, const Geometry& g, const Tensor& in, const Tensor& dout, int n0, int n1,
+                      Tensor& dw) {
+  const int K = g.kdim(), oc = l.out_ch, wp = g.w + 2 * l.pad, N = (g.oh - 1) * wp + g.ow;
+  const int64_t in_stride = int64_t{g.c} * g.h * g.w, out_stride = int64_t{oc} * g.p();
+  float* dyt = room(tl.dyt, int64_t{N} * oc + kSgemmRowsSlack);
+  std::fill(dyt, dyt + int64_t{N} * oc + kSgemmRowsSlack, 0.0f);
+  tl.brows.resize(static_cast<size_t>(N));
+  for (int n = 0; n < N; ++n) tl.brows[size_t(n)] = dyt + int64_t{n} * oc;
+  float* dwt = room(tl.dwt, int64_t{K} * oc);
+  std::fill(dwt, dwt + int64_t{K} * oc, 0.0f);
+  const SgemmRowsFn sgemm_rows = kernels().sgemm_rows;
+  for (int b = n0; b < n1; ++b) {
+    const float* dy = dout.data() + b * out_stride;
+    for (int o = 0; o < oc; ++o)
+      for (int oy = 0; oy < g.oh; ++oy)
+        for (int ox = 0; ox < g.ow; ++ox) dyt[int64_t{oy * wp + ox} * oc + o] = dy[(int64_t{o} * g.oh + oy) * g.ow + ox];
+    const float* const* rows = image_rows(l, g, in.data() + b * in_stride);
+    sgemm_rows({K, oc, N, nullptr, 0, tl.brows.data(), dwt, oc, true, rows});
+  }
+  for (int o = 0; o < oc; ++o)
+    for (int k = 0; k < K; ++k) dw[int64_t{o} * K + k] += dwt[int64_t{k} * oc + o];
 }
 
 }  // namespace
@@ -252,12 +288,22 @@ void Conv2d::backward(const Tensor& in, const Tensor& out, const Tensor& dout, T
   const int P = g.p(), K = g.kdim(), T = tile_images(P);
   const int64_t in_stride = int64_t{g.c} * g.h * g.w, out_stride = int64_t{out_ch} * P;
   const SgemmFn sgemm = kernels().sgemm;
+  // Stride 1 with more than one output pixel: dW without im2col (weight_grad_rows).
+  const bool rows = stride == 1 && P > 1;
+  if (rows) weight_grad_rows(*this, g, in, dout, n0, n1, *grads[0]);
+  if (has_bias)
+    for (int b = n0; b < n1; ++b)
+      for (int o = 0; o < out_ch; ++o) {
+        const float* d = dout.data() + b * out_stride + int64_t{o} * P;
+        float sum = 0.0f;
+        for (int p = 0; p < P; ++p) sum += d[p];
+        (*grads[1])[o] += sum;
+      }
+  if (rows && !din) return;
   if (din) std::fill(din->data() + n0 * in_stride, din->data() + n1 * in_stride, 0.0f);
   for (int b = n0; b < n1; b += T) {
     int t = std::min(T, n1 - b);
     int64_t cols = int64_t{t} * P;
-    room(tl.col, K * cols);
-    im2col(g, in.data() + b * in_stride, t, tl.col.data(), cols);
     // dout tile as [OC, t*P]; a single image is already laid out that way.
     const float* dy = dout.data() + b * out_stride;
     if (t > 1) {
@@ -267,15 +313,11 @@ void Conv2d::backward(const Tensor& in, const Tensor& out, const Tensor& dout, T
           std::copy_n(dy + n * out_stride + int64_t{o} * P, P, tl.out.data() + int64_t{o} * cols + int64_t{n} * P);
       dy = tl.out.data();
     }
-    // dW[OC, K] += dy[OC, cols] * col^T
-    sgemm({out_ch, K, static_cast<int>(cols), dy, cols, 1, tl.col.data(), 1, cols, grads[0]->data(), K, true});
-    if (has_bias)
-      for (int o = 0; o < out_ch; ++o) {
-        const float* d = dy + int64_t{o} * cols;
-        float sum = 0.0f;
-        for (int64_t p = 0; p < cols; ++p) sum += d[p];
-        (*grads[1])[o] += sum;
-      }
+    if (!rows) {  // dW[OC, K] += dy[OC, cols] * col^T
+      room(tl.col, K * cols);
+      im2col(g, in.data() + b * in_stride, t, tl.col.data(), cols);
+      sgemm({out_ch, K, static_cast<int>(cols), dy, cols, 1, tl.col.data(), 1, cols, grads[0]->data(), K, true});
+    }
     if (din) {
       // dcol[K, cols] = W^T * dy
       room(tl.grad, K * cols);

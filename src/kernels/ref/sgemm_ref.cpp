@@ -17,7 +17,8 @@ void sgemm_rows_ref(const SgemmRowsArgs& g) {
   for (int i = 0; i < g.m; ++i)
     for (int j = 0; j < g.n; ++j) {
       float s = 0.0f;
-      for (int p = 0; p < g.k; ++p) s += g.a[i * g.lda + p] * g.b_rows[p][j];
+      const float* a = g.a_rows ? g.a_rows[i] : g.a + i * g.lda;
+      for (int p = 0; p < g.k; ++p) s += a[p] * g.b_rows[p][j];
       float* c = g.c + i * g.ldc + j;
       *c = g.accumulate ? *c + s : s;
     }
