@@ -107,6 +107,10 @@ void slice_batch(const Tensor& images, int b0, int b1, Tensor& x) {
   std::memcpy(x.data(), images.data() + int64_t{b0} * per, static_cast<size_t>(int64_t{b1 - b0} * per) * sizeof(float));
 }
 
+bool weight_clip_mse(const PtqConfig& cfg) {
+  return cfg.weight_clip == "mse" || (cfg.weight_clip == "auto" && cfg.wbits < 8);
+}
+
 QParams weight_qparams(float scale, int bits) {
   QParams qp;
   qp.scale = scale;
@@ -163,19 +167,47 @@ void quantize_weights(QOp& op, const LayerWeights& lw, const PtqConfig& cfg, std
   const float tensor_scale = choose_qparams(-amax_all, amax_all, cfg.wbits, Scheme::Symmetric, true, wname).scale;
   op.w_scale.assign(static_cast<size_t>(oc), tensor_scale);
   if (amax_all == 0.0f) notes.push_back(fmt::format("{}: all weights are 0 (scale 1)", wname));
+  std::vector<char> dead(static_cast<size_t>(oc), 0);
   if (cfg.per_channel) {
     std::vector<QParams> qp = choose_qparams_per_channel(w.data(), oc, k, cfg.wbits, Scheme::Symmetric, true, wname);
-    int dead = 0;
+    int ndead = 0;
     for (int c = 0; c < oc; ++c) {
       bool zero = true;
       for (int64_t j = 0; j < k && zero; ++j) zero = w[static_cast<size_t>(int64_t{c} * k + j)] == 0.0f;
       // An all-zero channel keeps the tensor's scale (its codes are 0 either way), so that its
       // multiplier stays in the range of the others instead of s = 1.
-      if (zero) ++dead;
+      dead[size_t(c)] = zero;
+      ndead += zero;
       op.w_scale[static_cast<size_t>(c)] = zero ? tensor_scale : qp[static_cast<size_t>(c)].scale;
     }
-    if (dead > 0 && amax_all != 0.0f)
-      notes.push_back(fmt::format("{}: {} all-zero output channel(s) get the tensor's scale", wname, dead));
+    if (ndead > 0 && amax_all != 0.0f)
+      notes.push_back(fmt::format("{}: {} all-zero output channel(s) get the tensor's scale", wname, ndead));
+  }
+
+  if (weight_clip_mse(cfg)) {
+    // The scale with the least squared error sum (w - fake_quantize(w))^2 among 51 clips of the
+    // max scale; ties keep the larger clip. Per channel, or once for the whole tensor.
+    auto refine = [&](const float* x, int64_t m, float s_max) {
+      float best = s_max;
+      double best_err = -1;
+      for (int step = 100; step >= 50; --step) {
+        const float s = s_max * static_cast<float>(step) / 100.0f;
+        const QParams qp = weight_qparams(s, cfg.wbits);
+        double e = 0;
+        for (int64_t j = 0; j < m; ++j) {
+          const double d = double{x[j]} - double{fake_quantize(x[j], qp, cfg.rounding)};
+          e += d * d;
+        }
+        if (best_err < 0 || e < best_err) best_err = e, best = s;
+      }
+      return best;
+    };
+    if (cfg.per_channel) {
+      for (int c = 0; c < oc; ++c)
+        if (!dead[size_t(c)]) op.w_scale[size_t(c)] = refine(w.data() + int64_t{c} * k, k, op.w_scale[size_t(c)]);
+    } else if (amax_all != 0.0f) {
+      op.w_scale.assign(static_cast<size_t>(oc), refine(w.data(), n, tensor_scale));
+    }
   }
 
   op.weight.assign(static_cast<size_t>(n), 0);
@@ -338,6 +370,8 @@ void validate(const PtqConfig& cfg) {
     throw Error(fmt::format("abc_bases: must be in 0..5, got {}", cfg.abc_bases));
   if (!(cfg.percentile > 0.0 && cfg.percentile <= 100.0))
     throw Error(fmt::format("percentile: must be in (0, 100], got {}", cfg.percentile));
+  if (cfg.weight_clip != "auto" && cfg.weight_clip != "max" && cfg.weight_clip != "mse")
+    throw Error("weight_clip: unknown '" + cfg.weight_clip + "' (allowed: auto, max, mse)");
   if (cfg.calib_batch < 1) throw Error(fmt::format("calib_batch: must be >= 1, got {}", cfg.calib_batch));
 }
 
@@ -484,6 +518,7 @@ QModel quantize_model(Sequential& fp32, const Tensor& calib_images, const PtqCon
             {"calib_batch", cfg.calib_batch},
             {"kl_despike", cfg.kl_despike},
             {"sigma_nonzero", cfg.sigma_nonzero},
+            {"weight_clip", weight_clip_mse(cfg) ? "mse" : "max"},
             {"tensors", tensors},
             {"notes", notes}};
   q.timing = {{"total", t_calibration},

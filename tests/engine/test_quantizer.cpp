@@ -167,6 +167,7 @@ TEST(Quantizer, PerChannelWeightsUseTheirChannelMax) {
     cfg.calibrator = Calibrator::Max;
     cfg.per_channel = true;
     cfg.wbits = wbits;
+    cfg.weight_clip = "max";
     QModel q = quantize_model(f.model, first_images(f.train_set, 32), cfg);
     const int qmax = (1 << (wbits - 1)) - 1;
     size_t li = 0;
@@ -196,6 +197,56 @@ TEST(Quantizer, PerChannelWeightsUseTheirChannelMax) {
       EXPECT_TRUE(some_differ) << op.name << ": per-channel scales all equal";
     }
   }
+}
+
+// weight_clip mse: every channel's (or the tensor's) squared weight error is at most max's (the
+// unclipped scale is a candidate), some are smaller, and every scale is a 0.50..1.00 clip of the
+// max scale. auto is mse below 8 bits, max at 8; the choice is recorded.
+TEST(Quantizer, MseWeightClipNeverWorseThanMax) {
+  Fixture& f = trained();
+  const Tensor x = first_images(f.train_set, 32);
+  for (int wbits : {3, 4})
+    for (bool per_channel : {true, false}) {
+      PtqConfig cfg;
+      cfg.calibrator = Calibrator::Max;
+      cfg.wbits = wbits;
+      cfg.per_channel = per_channel;
+      cfg.weight_clip = "max";
+      const QModel qmax = quantize_model(f.model, x, cfg);
+      cfg.weight_clip = "auto";
+      const QModel qmse = quantize_model(f.model, x, cfg);
+      EXPECT_EQ(qmse.info["weight_clip"], "mse");
+      int smaller = 0;
+      for (size_t i = 0; i < qmse.ops.size(); ++i) {
+        const QOp &a = qmax.ops[i], &b = qmse.ops[i];
+        if (!a.weighted()) continue;
+        const int k = a.k();
+        size_t li = 0;  // the FP32 layer of this op (same name)
+        while (li < f.model.size() && f.model.name(li) != a.name) ++li;
+        ASSERT_LT(li, f.model.size()) << a.name;
+        const Tensor& w = *f.model.layer(li).params()[0].value;
+        const int groups = per_channel ? a.out_ch : 1;
+        const int64_t len = per_channel ? k : int64_t{a.out_ch} * k;
+        for (int g = 0; g < groups; ++g) {
+          double ea = 0, eb = 0;
+          for (int64_t j = 0; j < len; ++j) {
+            const int64_t at = g * len + j;
+            const int c = static_cast<int>(at / k);
+            ea += std::pow(double{w[at]} - a.weight[size_t(at)] * double{a.w_scale[size_t(c)]}, 2);
+            eb += std::pow(double{w[at]} - b.weight[size_t(at)] * double{b.w_scale[size_t(c)]}, 2);
+          }
+          EXPECT_LE(eb, ea * (1 + 1e-9)) << a.name << " group " << g << " wbits " << wbits;
+          smaller += eb < ea * 0.999;
+          const float ratio = b.w_scale[size_t(g * len / k)] / a.w_scale[size_t(g * len / k)];
+          EXPECT_GE(ratio, 0.4999f) << a.name;
+          EXPECT_LE(ratio, 1.0001f) << a.name;
+        }
+      }
+      EXPECT_GT(smaller, 0) << "wbits " << wbits << (per_channel ? " per-channel" : " per-tensor");
+    }
+  PtqConfig eight;
+  eight.calibrator = Calibrator::Max;
+  EXPECT_EQ(quantize_model(f.model, x, eight).info["weight_clip"], "max");
 }
 
 TEST(Quantizer, PerTensorWeightsShareOneScale) {
@@ -419,6 +470,9 @@ TEST(Quantizer, RejectsBadConfigsAndModels) {
   PtqConfig r;
   r.requant = "magic";
   expect_error([&] { quantize_model(f.model, calib, r); }, "magic", "requant");
+  PtqConfig wc;
+  wc.weight_clip = "kl";
+  expect_error([&] { quantize_model(f.model, calib, wc); }, "weight_clip: unknown 'kl'", "weight_clip");
   expect_error([&] { parse_calibrator("entropy"); }, "entropy", "unknown calibrator");
   expect_error([&] { quantize_model(f.model, Tensor({0, 1, 32, 32}), PtqConfig{}); }, "empty", "empty calibration set");
   expect_error([&] { quantize_model(f.model, Tensor({4, 1, 28, 28}), PtqConfig{}); }, "shape", "wrong image shape");

@@ -23,7 +23,7 @@ struct QuantizeOpts {
   Common common;
   std::string model, data = "fashion-mnist", out;
   std::string calibrator = "kl", input_calibrator = "max", scheme = "affine", rounding = "nearest";
-  std::string requant = "fixedpoint";
+  std::string requant = "fixedpoint", weight_clip = "auto";
   int wbits = 8, abits = 8, abc_bases = 0, samples = 1000, calib_batch = 256;
   bool per_channel = false, kl_no_despike = false, sigma_all_values = false;
   double percentile = 99.99;
@@ -65,6 +65,9 @@ PtqConfig make_config(const QuantizeOpts& o) {
   c.calib_batch = o.calib_batch;
   c.kl_despike = !o.kl_no_despike;
   c.sigma_nonzero = !o.sigma_all_values;
+  if (o.weight_clip != "auto" && o.weight_clip != "max" && o.weight_clip != "mse")
+    throw Error("--weight-clip: unknown '" + o.weight_clip + "' (allowed: auto, max, mse)");
+  c.weight_clip = o.weight_clip;
   validate(c);
   return c;
 }
@@ -234,7 +237,8 @@ void run_quantize(const QuantizeOpts& o) {
                           {"abc_bases", cfg.abc_bases},
                           {"percentile", cfg.percentile},
                           {"kl_despike", cfg.kl_despike},
-                          {"sigma_nonzero", cfg.sigma_nonzero}}},
+                          {"sigma_nonzero", cfg.sigma_nonzero},
+                          {"weight_clip", q.info["weight_clip"]}}},
                         {"input", input},
                         {"layers", layers},
                         {"notes", notes},
@@ -261,6 +265,9 @@ void add_quantize_command(CLI::App& app) {
   q->add_option("--scheme", qo.scheme, "Activations: symmetric | affine")->capture_default_str();
   q->add_option("--rounding", qo.rounding, "nearest | floor (x / s and requantization)")->capture_default_str();
   q->add_option("--requant", qo.requant, "fixedpoint | float | divide")->capture_default_str();
+  q->add_option("--weight-clip", qo.weight_clip,
+                "Weight scale: max (max|w|) | mse (least squared error clip) | auto (mse below 8 bits)")
+      ->capture_default_str();
   q->add_option("--abc-bases", qo.abc_bases, "ABC-Net: approximate weights by M binary bases first (0 = off)")
       ->capture_default_str();
   q->add_option("--percentile", qo.percentile, "Percentile of |x| for --calibrator percentile")->capture_default_str();

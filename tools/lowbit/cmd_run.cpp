@@ -216,6 +216,7 @@ struct Runner {
       auto t = std::chrono::steady_clock::now();
       QModel q = quantize_model(fp32, calib, pc);
       row["calibration_seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+      row["weight_clip"] = q.info["weight_clip"];
       Engine e(q);
       row["accuracy"] = engine_accuracy(e, test_set.images, test_set.labels);
       Tensor sim;
