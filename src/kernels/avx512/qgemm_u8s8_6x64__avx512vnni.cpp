@@ -174,8 +174,9 @@ LOWBIT_INLINE void store_segments(const QGemmArgs& a, void* row, const void* tmp
 
 // Adds bias_eff and writes rows i0..i0+rows-1, columns j0..j0+cols-1 of a tile held in buf
 // (row r at buf + 64*r): raw int32, or requantized to u8.
+// rows_rq: the requantization constants of every row of the GEMM, or null to compute them here.
 __attribute__((noinline)) void finish_tile(const QGemmArgs& a, const int32_t* buf, int i0, int rows,
-                                           int j0, int cols) {
+                                           int j0, int cols, const LaneRequant* rows_rq) {
   const int nch = (cols + 15) / 16;
   const int p = a.cols_per_image;
   // Columns j0..j0+cols-1 are one contiguous run unless they cross an image boundary.
@@ -219,8 +220,9 @@ __attribute__((noinline)) void finish_tile(const QGemmArgs& a, const int32_t* bu
       for (int t = 0; t < 64; ++t) o[t] = requantize_ref(vi[t], rp, a.variant, i);
       bytes = _mm512_load_si512(o);
     } else {
-      LaneRequant q;
-      row_requant(q, a, i);
+      LaneRequant own;
+      if (!rows_rq) row_requant(own, a, i);
+      const LaneRequant& q = rows_rq ? rows_rq[i] : own;
       for (int c = 0; c < 4; ++c) v[c] = requant16(v[c], q, a.variant);
       bytes = clamp_pack64(v[0], v[1], v[2], v[3], z16, lo8, hi8);
     }
@@ -238,7 +240,7 @@ __attribute__((noinline)) void finish_tile(const QGemmArgs& a, const int32_t* bu
 // One tile: rows i0..i0+rows-1 (rows <= MR), columns j0..j0+cols-1 (16*(NCH-1) < cols <= 16*NCH).
 // MR and NCH are constants at every call site, so the loops unroll and acc stays in registers.
 LOWBIT_INLINE void tile(const QGemmArgs& a, const int MR, const int NCH, int i0, int rows, int j0,
-                        int cols) {
+                        int cols, const LaneRequant* rows_rq) {
   const int nkb = qk4(a.k) / 4;
   const int64_t xs = int64_t{a.n} * 4;  // bytes from one k-block of packed X to the next
   const uint8_t* xp = a.x + int64_t{j0} * 4;
@@ -275,19 +277,19 @@ LOWBIT_INLINE void tile(const QGemmArgs& a, const int MR, const int NCH, int i0,
   for (int r = 0; r < MR; ++r)
     #pragma GCC unroll 8
     for (int c = 0; c < NCH; ++c) _mm512_store_si512(buf + r * 64 + 16 * c, acc[r][c]);
-  finish_tile(a, buf, i0, rows, j0, cols);
+  finish_tile(a, buf, i0, rows, j0, cols, rows_rq);
 }
 
-void tile_6x1(const QGemmArgs& a, int i0, int rows, int j0, int cols) { tile(a, 6, 1, i0, rows, j0, cols); }
-void tile_6x2(const QGemmArgs& a, int i0, int rows, int j0, int cols) { tile(a, 6, 2, i0, rows, j0, cols); }
-void tile_6x3(const QGemmArgs& a, int i0, int rows, int j0, int cols) { tile(a, 6, 3, i0, rows, j0, cols); }
-void tile_6x4(const QGemmArgs& a, int i0, int rows, int j0, int cols) { tile(a, 6, 4, i0, rows, j0, cols); }
-void tile_4x1(const QGemmArgs& a, int i0, int rows, int j0, int cols) { tile(a, 4, 1, i0, rows, j0, cols); }
-void tile_4x2(const QGemmArgs& a, int i0, int rows, int j0, int cols) { tile(a, 4, 2, i0, rows, j0, cols); }
-void tile_4x3(const QGemmArgs& a, int i0, int rows, int j0, int cols) { tile(a, 4, 3, i0, rows, j0, cols); }
-void tile_4x4(const QGemmArgs& a, int i0, int rows, int j0, int cols) { tile(a, 4, 4, i0, rows, j0, cols); }
+void tile_6x1(const QGemmArgs& a, int i0, int rows, int j0, int cols, const LaneRequant* q) { tile(a, 6, 1, i0, rows, j0, cols, q); }
+void tile_6x2(const QGemmArgs& a, int i0, int rows, int j0, int cols, const LaneRequant* q) { tile(a, 6, 2, i0, rows, j0, cols, q); }
+void tile_6x3(const QGemmArgs& a, int i0, int rows, int j0, int cols, const LaneRequant* q) { tile(a, 6, 3, i0, rows, j0, cols, q); }
+void tile_6x4(const QGemmArgs& a, int i0, int rows, int j0, int cols, const LaneRequant* q) { tile(a, 6, 4, i0, rows, j0, cols, q); }
+void tile_4x1(const QGemmArgs& a, int i0, int rows, int j0, int cols, const LaneRequant* q) { tile(a, 4, 1, i0, rows, j0, cols, q); }
+void tile_4x2(const QGemmArgs& a, int i0, int rows, int j0, int cols, const LaneRequant* q) { tile(a, 4, 2, i0, rows, j0, cols, q); }
+void tile_4x3(const QGemmArgs& a, int i0, int rows, int j0, int cols, const LaneRequant* q) { tile(a, 4, 3, i0, rows, j0, cols, q); }
+void tile_4x4(const QGemmArgs& a, int i0, int rows, int j0, int cols, const LaneRequant* q) { tile(a, 4, 4, i0, rows, j0, cols, q); }
 
-using TileFn = void (*)(const QGemmArgs&, int, int, int, int);
+using TileFn = void (*)(const QGemmArgs&, int, int, int, int, const LaneRequant*);
 constexpr TileFn kTiles6[4] = {tile_6x1, tile_6x2, tile_6x3, tile_6x4};
 constexpr TileFn kTiles4[4] = {tile_4x1, tile_4x2, tile_4x3, tile_4x4};
 
@@ -408,6 +410,13 @@ void qgemm_u8s8_6x64__avx512vnni(const QGemmArgs& a) {
     }
     return;
   }
+  // A GEMM of few rows and many column tiles (conv1, conv2) requantizes every row again in every
+  // column tile: build each row's constants once.
+  const bool divide = a.variant == RequantVariant::divide_nearest || a.variant == RequantVariant::divide_floor;
+  LaneRequant rows_rq[16];
+  const bool hoist = a.c_u8 && !divide && a.m <= 16 && a.n > 64;
+  if (hoist)
+    for (int i = 0; i < a.m; ++i) row_requant(rows_rq[i], a, i);
   // Columns outer: the 64-column slice of X (K4 * 64 bytes) stays in L1 across row tiles.
   for (int j0 = 0; j0 < a.n; j0 += 64) {
     const int cols = a.n - j0 < 64 ? a.n - j0 : 64;
@@ -417,7 +426,7 @@ void qgemm_u8s8_6x64__avx512vnni(const QGemmArgs& a) {
       // 4-row tiles for 1-4 and 8 remaining rows (16 = 6+6+4, 10 = 6+4, 8 = 4+4), else 6.
       const bool four = left <= 4 || left == 8;
       const int rows = four ? (left < 4 ? left : 4) : (left < 6 ? left : 6);
-      (four ? kTiles4 : kTiles6)[nch - 1](a, i0, rows, j0, cols);
+      (four ? kTiles4 : kTiles6)[nch - 1](a, i0, rows, j0, cols, hoist ? rows_rq : nullptr);
       i0 += rows;
     }
   }
