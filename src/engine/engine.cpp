@@ -79,6 +79,7 @@ struct Prepared {
   int c = 0, h = 0, w = 0;     // input per sample (linear: c = features, h = w = 1)
   int oc = 0, oh = 0, ow = 0;  // output per sample
   bool final = false;
+  bool pool_fused = false;     // a 2x2 max pool follows: pooled on int32, then requantized
   std::vector<int8_t> wpad;    // (oc, qk4(K))
   std::vector<int8_t> wt;      // one output pixel per image: W^T for small batches (QGemmArgs::wt)
   std::vector<int32_t> bias_eff;
@@ -179,6 +180,11 @@ Engine::Engine(const QModel& q, const KernelTable* table) : impl_(new Impl{q, {}
       }
     }
     c = p.oc, h = p.oh, w = p.ow;
+    // conv -> 2x2/2 max pool: pool the accumulators, requantize a quarter as many values (exact:
+    // requantization is non-decreasing), skip the u8 pool. Rows of up to 32 take the SIMD path.
+    if (op.kind == QOpKind::conv && !p.final && i + 1 < q.ops.size() && q.ops[i + 1].kind == QOpKind::maxpool &&
+        q.ops[i + 1].kernel == 2 && q.ops[i + 1].stride == 2 && p.oh >= 2 && p.ow >= 2 && p.ow <= 33)
+      p.pool_fused = true;
     im.ops.push_back(std::move(p));
   }
 }
@@ -211,7 +217,9 @@ static void run_tile(const Engine::Impl& im, Scratch& s, const float* x, int t, 
     }
     if (op.kind == QOpKind::flatten) continue;
     std::vector<uint8_t>& next_buf = cur == s.a.data() ? s.b : s.a;
-    uint8_t* next = p.final ? nullptr : room(next_buf, p.out_size() * t);
+    const bool pool = p.pool_fused && !keep;  // trace() keeps every op's own output
+    const int64_t next_size = (pool ? im.ops[i + 1].out_size() : p.out_size()) * t;
+    uint8_t* next = p.final ? nullptr : room(next_buf, next_size);
     if (op.kind == QOpKind::maxpool || op.kind == QOpKind::avgpool) {
       (op.kind == QOpKind::maxpool ? k.qmaxpool2x2_u8 : k.qavgpool2x2_u8)(cur, int64_t{t} * p.c, p.h, p.w, next);
       cur = next;
@@ -247,6 +255,14 @@ static void run_tile(const Engine::Impl& im, Scratch& s, const float* x, int t, 
             logits[idx] = static_cast<float>(s.acc[size_t(idx)]) * p.out_scale[size_t(ch)];
           }
       return;
+    }
+    if (pool) {
+      g.c_i32 = room(s.acc, int64_t{op.out_ch} * N);
+      k.qgemm_u8s8(g);
+      k.qmaxpool2x2_requant_i32({s.acc.data(), t, op.out_ch, p.oh, p.ow, &p.rq, q.variant, next});
+      cur = next;
+      ++i;  // the pool op is done
+      continue;
     }
     g.c_u8 = next;
     g.rq = &p.rq;

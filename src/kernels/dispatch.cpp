@@ -51,6 +51,7 @@ static KernelTable make_table(Isa isa) {
   t.bias_relu_maxpool_f32 = isa == Isa::avx512 ? bias_relu_maxpool_f32__avx512 : bias_relu_maxpool_f32_ref;
   // ---- int8 kernels (engine) ----
   t.qavgpool2x2_u8 = qavgpool2x2_u8_ref;
+  t.qmaxpool2x2_requant_i32 = isa == Isa::avx512 ? qmaxpool2x2_requant_i32__avx512 : qmaxpool2x2_requant_i32_ref;
   switch (isa) {
     case Isa::ref:
       t.qpack_u8 = qpack_u8_ref;

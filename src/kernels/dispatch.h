@@ -70,6 +70,7 @@ struct KernelTable {
   void (*qpack_u8)(const uint8_t* x, int64_t rs, int64_t cs, int k, int n, uint8_t* out);
   void (*qmaxpool2x2_u8)(const uint8_t* in, int64_t planes, int h, int w, uint8_t* out);
   void (*qavgpool2x2_u8)(const uint8_t* in, int64_t planes, int h, int w, uint8_t* out);
+  void (*qmaxpool2x2_requant_i32)(const struct QPoolRequantArgs& a);
   void (*qquantize_f32_u8)(const float* x, int64_t n, const struct QQuantizeArgs& p, uint8_t* out);
 };
 

@@ -93,6 +93,22 @@ using QPackFn = void (*)(const uint8_t* x, int64_t rs, int64_t cs, int k, int n,
 // outside it) that they overwrite before returning.
 using QPool2x2Fn = void (*)(const uint8_t* in, int64_t planes, int h, int w, uint8_t* out);
 
+// 2x2 stride-2 max pooling of int32 accumulators, then requantization: the engine's conv -> max
+// pool pair with the pool moved before the requantization, which gives the same bytes because
+// requantize_ref is non-decreasing in acc for every variant (and so is its clamp) and has the
+// same parameters for the four values of a window (one channel). in: nb images of c planes of
+// h x w int32 (bias_eff added); out: nb x c planes of (h/2) x (w/2) u8,
+// out = requantize_ref(max of the window, rq, variant, plane % c); odd sizes drop the last row or
+// column, as the u8 pooling does.
+struct QPoolRequantArgs {
+  const int32_t* in = nullptr;
+  int nb = 0, c = 0, h = 0, w = 0;
+  const RequantParams* rq = nullptr;
+  RequantVariant variant = RequantVariant::fixedpoint;
+  uint8_t* out = nullptr;
+};
+using QPoolRequantFn = void (*)(const QPoolRequantArgs& a);
+
 // Input quantization: out[i] = clamp(round_half_even(x[i] / scale) + z_u, lo_u, hi_u), the
 // division in IEEE float32; NaN maps to z_u (clamped). scale finite > 0.
 struct QQuantizeArgs {
@@ -127,6 +143,9 @@ void qpack_u8__avx2(const uint8_t* x, int64_t rs, int64_t cs, int k, int n, uint
 void qmaxpool2x2_u8_ref(const uint8_t* in, int64_t planes, int h, int w, uint8_t* out);
 void qavgpool2x2_u8_ref(const uint8_t* in, int64_t planes, int h, int w, uint8_t* out);
 void qmaxpool2x2_u8__avx2(const uint8_t* in, int64_t planes, int h, int w, uint8_t* out);
+
+void qmaxpool2x2_requant_i32_ref(const QPoolRequantArgs& a);
+void qmaxpool2x2_requant_i32__avx512(const QPoolRequantArgs& a);
 
 void qquantize_f32_u8_ref(const float* x, int64_t n, const QQuantizeArgs& p, uint8_t* out);
 void qquantize_f32_u8__avx2(const float* x, int64_t n, const QQuantizeArgs& p, uint8_t* out);

@@ -242,6 +242,78 @@ TEST(QPool, EveryIsaMatchesReference) {
   }
 }
 
+// Requantization parameters for c channels: multipliers from 1e-6 to 40 (left and right shifts),
+// a random output zero point and clamp (sometimes a fused ReLU).
+struct ChannelRequant {
+  std::vector<int32_t> q31, shift, divisor;
+  std::vector<float> scale;
+  RequantParams rq;
+  ChannelRequant(Rng& rng, int c) {
+    for (int i = 0; i < c; ++i) {
+      const double m = std::exp(std::log(1e-6) + (std::log(40.0) - std::log(1e-6)) * rng.uniform());
+      const QuantizedMultiplier qm = quantize_multiplier(m);
+      q31.push_back(qm.q31);
+      shift.push_back(qm.shift);
+      scale.push_back(static_cast<float>(m));
+      divisor.push_back(m > 2.0 ? 1 : divisor_for_multiplier(m));
+    }
+    rq.q31 = q31.data(), rq.shift = shift.data(), rq.scale = scale.data(), rq.divisor = divisor.data();
+    rq.z_out = static_cast<int32_t>(rng.below(256));
+    rq.lo = rng.below(2) ? rq.z_out : static_cast<int32_t>(rng.below(64));
+    rq.hi = std::max(rq.lo, 255 - static_cast<int32_t>(rng.below(64)));
+  }
+};
+
+const RequantVariant kAllVariants[] = {RequantVariant::fixedpoint,    RequantVariant::fixedpoint_floor,
+                                       RequantVariant::float_nearest, RequantVariant::float_floor,
+                                       RequantVariant::divide_nearest, RequantVariant::divide_floor};
+
+// Pooling the int32 accumulators and then requantizing gives the bytes of requantizing and then
+// pooling (what the engine did before): requantization is non-decreasing for every variant.
+TEST(QPoolRequant, ReferenceEqualsRequantThenPool) {
+  Rng rng(21);
+  for (RequantVariant v : kAllVariants)
+    for (int it = 0; it < 20; ++it) {
+      const int nb = 1 + static_cast<int>(rng.below(3)), c = 1 + static_cast<int>(rng.below(5));
+      const int h = 1 + static_cast<int>(rng.below(9)), w = 1 + static_cast<int>(rng.below(9));
+      ChannelRequant cr(rng, c);
+      std::vector<int32_t> acc(size_t(nb) * c * h * w);
+      for (auto& x : acc)
+        x = rng.below(10) == 0 ? (rng.below(2) ? INT32_MAX : INT32_MIN) : static_cast<int32_t>(rng.below(1u << 24)) - (1 << 23);
+      std::vector<uint8_t> each(acc.size()), want(size_t(nb) * c * (h / 2) * (w / 2)), got(want.size());
+      for (size_t i = 0; i < acc.size(); ++i)
+        each[i] = requantize_ref(acc[i], cr.rq, v, static_cast<int>((i / (size_t(h) * w)) % size_t(c)));
+      qmaxpool2x2_u8_ref(each.data(), int64_t{nb} * c, h, w, want.data());
+      qmaxpool2x2_requant_i32_ref({acc.data(), nb, c, h, w, &cr.rq, v, got.data()});
+      ASSERT_EQ(want, got) << requant_variant_name(v) << " nb=" << nb << " c=" << c << " h=" << h << " w=" << w;
+    }
+}
+
+// Every ISA's pooled requantization against the reference, bit for bit, with nothing written past
+// the output (rows of up to 32 accumulators take the SIMD path; wider ones the reference).
+TEST(QPoolRequant, EveryIsaMatchesReference) {
+  Rng rng(22);
+  for (Isa isa : {Isa::avx2, Isa::avx512}) {
+    const KernelTable* t = kernels_for(isa);
+    if (!t) continue;
+    for (RequantVariant v : kAllVariants)
+      for (int h : {1, 2, 3, 5, 10, 28})
+        for (int w : {1, 2, 3, 10, 17, 28, 32, 33}) {
+          const int nb = 1 + static_cast<int>(rng.below(3)), c = 1 + static_cast<int>(rng.below(17));
+          ChannelRequant cr(rng, c);
+          std::vector<int32_t> acc(size_t(nb) * c * h * w);
+          for (auto& x : acc)
+            x = rng.below(20) == 0 ? (rng.below(2) ? INT32_MAX : INT32_MIN) : static_cast<int32_t>(rng.below(1u << 22)) - (1 << 21);
+          const size_t n = size_t(nb) * c * (h / 2) * (w / 2);
+          std::vector<uint8_t> want(n + 64, 0xA5), got(n + 64, 0xA5);
+          qmaxpool2x2_requant_i32_ref({acc.data(), nb, c, h, w, &cr.rq, v, want.data()});
+          t->qmaxpool2x2_requant_i32({acc.data(), nb, c, h, w, &cr.rq, v, got.data()});
+          ASSERT_EQ(want, got) << isa_name(isa) << " " << requant_variant_name(v) << " nb=" << nb << " c=" << c
+                               << " h=" << h << " w=" << w;
+        }
+  }
+}
+
 TEST(QQuantize, RoundsHalfToEvenAndClamps) {
   const float x[] = {0.0f, 0.25f, 0.75f, 1.25f, -0.25f, -0.75f, 100.0f, -100.0f, std::nanf(""),
                      std::numeric_limits<float>::infinity(), 0.3f};

@@ -1,5 +1,6 @@
 // AVX-512 VNNI u8 x s8 GEMM with fused requantization, bit-exact to qgemm_u8s8_ref (contract in
-// kernels/qkernels.h). Not here: im2col, threading, the other ISAs.
+// kernels/qkernels.h), and the int32 max pool + requantization that shares its requant code.
+// Not here: im2col, threading, the other ISAs.
 //
 // Micro-kernel: 6 (or 4) rows of W times 64 columns of packed X (four zmm of 16 columns x 4 k).
 // Per k-block of 4: four 64-byte loads of X, one 32-bit broadcast of W per row, 24 (or 16)
@@ -428,6 +429,56 @@ void qgemm_u8s8_6x64__avx512vnni(const QGemmArgs& a) {
       const int rows = four ? (left < 4 ? left : 4) : (left < 6 ? left : 6);
       (four ? kTiles4 : kTiles6)[nch - 1](a, i0, rows, j0, cols, hoist ? rows_rq : nullptr);
       i0 += rows;
+    }
+  }
+}
+
+// The engine's conv -> 2x2 max pool with the pool on the int32 accumulators (contract in
+// kernels/qkernels.h): here because it shares the requantization above. Rows of at most 32
+// accumulators (LeNet's 28 and 10): two rows in two zmm each, the vertical max, the pair max by
+// even/odd permutes, one requant16 for up to 16 pooled values. Channels outer, so that a pooled
+// row's 16-byte store may run into rows written later (its plane's next rows, the image's later
+// channels); where it would pass the image's last plane it is masked.
+void qmaxpool2x2_requant_i32__avx512(const QPoolRequantArgs& a) {
+  const bool divide = a.variant == RequantVariant::divide_nearest || a.variant == RequantVariant::divide_floor;
+  const int oh = a.h / 2, ow = a.w / 2;
+  if (divide || 2 * ow > 32) {
+    qmaxpool2x2_requant_i32_ref(a);
+    return;
+  }
+  const RequantParams& rp = *a.rq;
+  QGemmArgs ga;  // row_requant reads rq and variant
+  ga.rq = a.rq;
+  ga.variant = a.variant;
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  const __m512i z16 = _mm512_set1_epi16(static_cast<int16_t>(rp.z_out));
+  const __m512i lo8 = _mm512_set1_epi8(static_cast<char>(rp.lo)), hi8 = _mm512_set1_epi8(static_cast<char>(rp.hi));
+  const int n = 2 * ow;  // accumulators of a row that the pool reads
+  const __mmask16 lo = static_cast<__mmask16>(n >= 16 ? 0xFFFF : (1u << n) - 1);
+  const __mmask16 hi = static_cast<__mmask16>(n <= 16 ? 0 : (1u << (n - 16)) - 1);
+  const __mmask16 outm = static_cast<__mmask16>((1u << ow) - 1);
+  const int64_t plane_in = int64_t{a.h} * a.w, plane_out = int64_t{oh} * ow;
+  for (int ch = 0; ch < a.c; ++ch) {
+    LaneRequant q;
+    row_requant(q, ga, ch);
+    for (int b = 0; b < a.nb; ++b) {
+      const int32_t* src = a.in + (int64_t{b} * a.c + ch) * plane_in;
+      uint8_t* dst = a.out + (int64_t{b} * a.c + ch) * plane_out;
+      for (int y = 0; y < oh; ++y) {
+        const int32_t* r0 = src + int64_t{2 * y} * a.w;
+        const int32_t* r1 = r0 + a.w;
+        const __m512i m0 = _mm512_max_epi32(_mm512_maskz_loadu_epi32(lo, r0), _mm512_maskz_loadu_epi32(lo, r1));
+        const __m512i m1 = _mm512_max_epi32(_mm512_maskz_loadu_epi32(hi, r0 + 16), _mm512_maskz_loadu_epi32(hi, r1 + 16));
+        const __m512i pooled = _mm512_max_epi32(_mm512_permutex2var_epi32(m0, even, m1), _mm512_permutex2var_epi32(m0, odd, m1));
+        const __m512i v = requant16(pooled, q, a.variant);
+        const __m128i bytes = _mm512_castsi512_si128(clamp_pack64(v, v, v, v, z16, lo8, hi8));
+        // Unmasked when the 16 bytes stay inside this image's planes (of this and later channels).
+        if ((int64_t{ch} * plane_out + int64_t{y} * ow + 16) <= int64_t{a.c} * plane_out)
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + y * ow), bytes);
+        else
+          _mm_mask_storeu_epi8(dst + y * ow, outm, bytes);
+      }
     }
   }
 }
