@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/aligned_vector.h"
 #include "kernels/dispatch.h"
 #include "kernels/qkernels.h"
 #include "lowbit/nn.h"
@@ -90,14 +91,14 @@ struct Prepared {
 };
 
 struct Scratch {
-  std::vector<uint8_t> a, b, packed;
-  std::vector<int32_t> acc;
+  AlignedVector<uint8_t> a, b, packed;
+  AlignedVector<int32_t> acc;
 };
 
 // Grows a scratch buffer, never shrinks it: a batch-1 call would otherwise zero-fill kilobytes
 // each time a buffer regrows from the last layer's size to the first's.
-template <class T>
-T* room(std::vector<T>& v, int64_t n) {
+template <class V>
+typename V::value_type* room(V& v, int64_t n) {
   if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
   return v.data();
 }
@@ -216,7 +217,7 @@ static void run_tile(const Engine::Impl& im, Scratch& s, const float* x, int t, 
       (*keep)[i - 1].insert((*keep)[i - 1].end(), cur, cur + prev.out_size() * t);
     }
     if (op.kind == QOpKind::flatten) continue;
-    std::vector<uint8_t>& next_buf = cur == s.a.data() ? s.b : s.a;
+    AlignedVector<uint8_t>& next_buf = cur == s.a.data() ? s.b : s.a;
     const bool pool = p.pool_fused && !keep;  // trace() keeps every op's own output
     const int64_t next_size = (pool ? im.ops[i + 1].out_size() : p.out_size()) * t;
     uint8_t* next = p.final ? nullptr : room(next_buf, next_size);

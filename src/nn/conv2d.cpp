@@ -9,6 +9,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/aligned_vector.h"
 #include "kernels/dispatch.h"
 #include "lowbit/nn.h"
 
@@ -88,14 +89,14 @@ void col2im(const Geometry& g, const float* col, int t, int64_t ld, float* dx) {
 int tile_images(int P) { return std::max(1, 256 / P); }
 
 struct Scratch {
-  std::vector<float> col, out, grad, xp, dyt, dwt;
+  AlignedVector<float> col, out, grad, xp, dyt, dwt;
   std::vector<const float*> rows, brows;
 };
 thread_local Scratch tl;
 
 // Grows a scratch buffer, never shrinks it: the three conv layers alternate sizes, and each
 // regrowth would zero-fill the difference.
-float* room(std::vector<float>& v, int64_t n) {
+float* room(AlignedVector<float>& v, int64_t n) {
   if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
   return v.data();
 }

@@ -1,0 +1,26 @@
+// std::vector on 64-byte boundaries, for scratch buffers that SIMD kernels read and write in
+// 64-byte vectors: from malloc a buffer's offset within a cache line depends on the run, and with
+// it whether every vector straddles two lines (a 2-thread int8 run varied 1.6x from run to run).
+#pragma once
+
+#include <cstddef>
+#include <new>
+#include <vector>
+
+namespace lowbit {
+
+template <class T>
+struct Align64 {
+  using value_type = T;
+  Align64() = default;
+  template <class U>
+  Align64(const Align64<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{64})); }
+  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t{64}); }
+  bool operator==(const Align64&) const { return true; }
+};
+
+template <class T>
+using AlignedVector = std::vector<T, Align64<T>>;
+
+}  // namespace lowbit
