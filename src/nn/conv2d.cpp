@@ -2,7 +2,8 @@
 // Forward, stride 1: per image, out[OC, N] = W[OC, K] * B with B's rows pointing into the input
 // (conv_rows, no im2col). A whole-image kernel (LeNet's conv3): out[n][OC] = x[n][K] * W^T.
 // Otherwise, per tile of images: col[K = C*KH*KW, T*P] (P = OH*OW), out[OC, T*P] = W * col.
-// Backward: dW[OC, K] += dout[OC, T*P] * col^T; dcol[K, T*P] = W^T * dout, then col2im.
+// Backward: dW[OC, K] += dout[OC, T*P] * col^T (stride 1: from the row pointers, no im2col);
+// dcol[K, T*P] = W^T * dout, then col2im.
 #include <fmt/core.h>
 
 #include <algorithm>
@@ -132,11 +133,6 @@ static Geometry geometry(const Conv2d& c, const Shape& in, const Shape& out) {
   return {in[1], in[2], in[3], c.kernel, c.stride, c.pad, out[2], out[3]};
 }
 
-// Stride 1, one image at a time, without im2col: on the zero-padded input xp (C, HP, WP) the
-// im2col row (c, ky, kx) is xp itself from offset (c*HP + ky)*WP + kx on, read along
-// n = oy*WP + ox. So out[OC, N] = W[OC, K] * B with B's rows pointing into xp (sgemm_rows),
-// N = (OH-1)*WP + OW; the columns with ox >= OW (the row wrap) are computed and dropped.
-// epilogue(b, c) gets image b's result: output (o, oy, ox) at c[o * N + oy * WP + ox], no bias.
 namespace {
 
 // Row pointers of one image for the row-pointer GEMMs: row (ci, ky, kx) of its im2col matrix is
