@@ -89,7 +89,7 @@ class Engine {
   // Integer activations of every op for a batch (u8, op outputs in order; the last is empty),
   // for analysis and tests. Single-threaded.
   std::vector<std::vector<uint8_t>> trace(const Tensor& x);
-  int tile = 8;
+  int tile = 4;
   const char* isa() const;
   struct Impl;  // opaque: prepared ops, kernel table, per-thread buffers
 

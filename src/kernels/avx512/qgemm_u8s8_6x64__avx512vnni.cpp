@@ -190,8 +190,14 @@ __attribute__((noinline)) void finish_tile(const QGemmArgs& a, const int32_t* bu
       for (int c = 0; c < nch; ++c) {
         const int count = cols - 16 * c < 16 ? cols - 16 * c : 16;
         const __m512i v = _mm512_add_epi32(_mm512_load_si512(buf + r * 64 + 16 * c), bias);
-        if (contiguous) {
-          _mm512_mask_storeu_epi32(row + off + 16 * c, static_cast<__mmask16>((1u << count) - 1), v);
+        // Per 16 columns: a tile that crosses an image boundary crosses it in one chunk at most.
+        const int jc = j0 + 16 * c;
+        const bool run = p <= 0 || jc % p + count <= p;
+        const int64_t at = p <= 0 ? jc : int64_t{jc / p} * a.ldc_image + jc % p;
+        if (run && count == 16) {  // plain store: a masked one costs several on some CPUs
+          _mm512_storeu_si512(row + at, v);
+        } else if (run) {
+          _mm512_mask_storeu_epi32(row + at, static_cast<__mmask16>((1u << count) - 1), v);
         } else {
           alignas(64) int32_t tmp[16];
           _mm512_store_si512(tmp, v);
