@@ -1,6 +1,8 @@
 // Helpers for tests: temporary folders, running the CLI, small IDX files.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -33,5 +35,22 @@ void write_tiny_model(const std::string& dir, int n, bool bias, uint64_t seed);
 bool file_exists(const std::string& path);
 std::string slurp(const std::string& path);
 bool have_fashion_mnist();
+
+// A test suite sharing one folder, made once: a tiny data set of n images and m.st, LeNet-5
+// trained on it (write_tiny_model). Each <n, bias, seed> is its own folder.
+template <int N, bool Bias, uint64_t Seed>
+class TinyModelSuite : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir = new TempDir;
+    write_tiny_model(dir->path, N, Bias, Seed);
+  }
+  static void TearDownTestSuite() {
+    delete dir;
+    dir = nullptr;
+  }
+  static std::string model() { return dir->file("m.st"); }
+  static inline TempDir* dir = nullptr;
+};
 
 }  // namespace lowbit::test

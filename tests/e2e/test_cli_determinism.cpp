@@ -15,16 +15,8 @@ namespace {
 
 using test::TempDir;
 
-class CliDeterminism : public ::testing::Test {
+class CliDeterminism : public test::TinyModelSuite<60, false, 5> {
  protected:
-  static void SetUpTestSuite() {
-    dir = new TempDir;
-    test::write_tiny_model(dir->path, 60, false, 5);
-  }
-  static void TearDownTestSuite() {
-    delete dir;
-    dir = nullptr;
-  }
   static std::string data() { return " -q --data " + dir->path; }
   // Runs `args --out FILE` in a fresh folder and returns FILE's bytes.
   static std::string output_of(const std::string& args) {
@@ -35,9 +27,7 @@ class CliDeterminism : public ::testing::Test {
     EXPECT_GT(bytes.size(), 1000u) << args;
     return bytes;
   }
-  static TempDir* dir;
 };
-TempDir* CliDeterminism::dir = nullptr;
 
 TEST_F(CliDeterminism, TrainTwiceSameBytes) {
   for (const char* threads : {"1", "2"}) {
@@ -50,9 +40,8 @@ TEST_F(CliDeterminism, TrainTwiceSameBytes) {
 }
 
 TEST_F(CliDeterminism, QuantizeTwiceAndAcrossThreadsSameBytes) {
-  const std::string model = dir->file("m.st");
   for (const char* calib : {"max", "3sigma", "percentile", "kl", "mse"}) {
-    const std::string args = "quantize " + model + data() + " --samples 40 --calib-batch 16 --wbits 4 --abits 6 --per-channel --calibrator " + calib;
+    const std::string args = "quantize " + model() + data() + " --samples 40 --calib-batch 16 --wbits 4 --abits 6 --per-channel --calibrator " + calib;
     const std::string one = output_of(args + " --threads 1");
     EXPECT_EQ(one, output_of(args + " --threads 1")) << calib;
     EXPECT_EQ(one, output_of(args + " --threads 2")) << calib;
@@ -60,9 +49,8 @@ TEST_F(CliDeterminism, QuantizeTwiceAndAcrossThreadsSameBytes) {
 }
 
 TEST_F(CliDeterminism, QatTwiceSameBytes) {
-  const std::string model = dir->file("m.st");
   for (const char* extra : {" --wbits 4 --ste clipped", " --wbits 4 --ste lsq", " --wbits 8 --abc-bases 2 --per-channel"}) {
-    const std::string args = "qat " + model + data() + " --samples 30 --batch 16 --epochs 2 --abits 4 --threads 2" + extra;
+    const std::string args = "qat " + model() + data() + " --samples 30 --batch 16 --epochs 2 --abits 4 --threads 2" + extra;
     EXPECT_EQ(output_of(args), output_of(args)) << extra;
   }
 }
@@ -70,7 +58,7 @@ TEST_F(CliDeterminism, QatTwiceSameBytes) {
 TEST_F(CliDeterminism, EvalSameAccuracyForOneAndTwoThreads) {
   TempDir out;
   const std::string q = out.file("q.st");
-  ASSERT_EQ(test::run_cli("quantize " + dir->file("m.st") + data() + " --samples 40 --out " + q).status, 0);
+  ASSERT_EQ(test::run_cli("quantize " + model() + data() + " --samples 40 --out " + q).status, 0);
   std::string figures[2];
   for (int t = 1; t <= 2; ++t) {
     auto r = test::run_cli("eval " + q + data() + " --threads " + std::to_string(t) + " --json " + out.file("e.json"));

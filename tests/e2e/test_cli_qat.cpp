@@ -15,21 +15,10 @@ namespace {
 
 using test::TempDir;
 
-class CliQat : public ::testing::Test {
+class CliQat : public test::TinyModelSuite<60, false, 4> {
  protected:
-  static void SetUpTestSuite() {
-    dir = new TempDir;
-    test::write_tiny_model(dir->path, 60, false, 4);
-  }
-  static void TearDownTestSuite() {
-    delete dir;
-    dir = nullptr;
-  }
-  static std::string model() { return dir->file("m.st"); }
   static std::string data() { return " --data " + dir->path + " --threads 1 --samples 30 --batch 16"; }
-  static TempDir* dir;
 };
-TempDir* CliQat::dir = nullptr;
 
 TEST_F(CliQat, WritesModelAndJson) {
   TempDir out;

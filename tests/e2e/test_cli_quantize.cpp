@@ -15,24 +15,14 @@ namespace {
 
 using test::TempDir;
 
-class CliQuantize : public ::testing::Test {
+class CliQuantize : public test::TinyModelSuite<60, true, 5> {
  protected:
-  static void SetUpTestSuite() {
-    dir = new TempDir;
-    test::write_tiny_model(dir->path, 60, true, 5);
-  }
-  static void TearDownTestSuite() {
-    delete dir;
-    dir = nullptr;
-  }
   static std::string data() { return " --data " + dir->path; }
-  static TempDir* dir;
 };
-TempDir* CliQuantize::dir = nullptr;
 
 TEST_F(CliQuantize, WritesModelAndJson) {
   TempDir out;
-  auto r = test::run_cli("quantize " + dir->file("m.st") + data() + " --calibrator kl --samples 40 --threads 1 --out " +
+  auto r = test::run_cli("quantize " + model() + data() + " --calibrator kl --samples 40 --threads 1 --out " +
                          out.file("q.st") + " --json " + out.file("q.json"));
   ASSERT_EQ(r.status, 0) << r.out;
   ASSERT_TRUE(test::file_exists(out.file("q.st"))) << r.out;
@@ -53,7 +43,7 @@ TEST_F(CliQuantize, WritesModelAndJson) {
   EXPECT_EQ(model_kind(out.file("q.st")), "quantized");
 
   // Other settings also run: per-channel w4a8, symmetric, floor, float requant, ABC bases.
-  r = test::run_cli("quantize " + dir->file("m.st") + data() +
+  r = test::run_cli("quantize " + model() + data() +
                     " --calibrator mse --wbits 4 --per-channel --scheme symmetric --rounding floor --requant float"
                     " --abc-bases 2 --samples 20 --threads 1 --out " + out.file("q4.st"));
   EXPECT_EQ(r.status, 0) << r.out;
@@ -63,13 +53,13 @@ TEST_F(CliQuantize, WritesModelAndJson) {
 TEST_F(CliQuantize, BadInputsFailWithoutOutput) {
   TempDir out;
   // A quantized model as input.
-  auto ok = test::run_cli("quantize " + dir->file("m.st") + data() + " --samples 10 --threads 1 --out " +
+  auto ok = test::run_cli("quantize " + model() + data() + " --samples 10 --threads 1 --out " +
                           out.file("q.st"));
   ASSERT_EQ(ok.status, 0) << ok.out;
   struct Case {
     std::string args, must_mention;
   };
-  const std::string m = dir->file("m.st");
+  const std::string m = model();
   const std::vector<Case> cases = {
       {"quantize " + m + data() + " --wbits 9", "--wbits"},
       {"quantize " + m + data() + " --wbits 1", "--wbits"},
@@ -101,7 +91,7 @@ TEST_F(CliQuantize, BadInputsFailWithoutOutput) {
 
 TEST_F(CliQuantize, StatsPrintsRangesAndJson) {
   TempDir out;
-  auto r = test::run_cli("stats " + dir->file("m.st") + data() + " --samples 20 --bins 32 --threads 1 --json " +
+  auto r = test::run_cli("stats " + model() + data() + " --samples 20 --bins 32 --threads 1 --json " +
                          out.file("s.json"));
   ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_NE(r.out.find("3-sigma range"), std::string::npos) << r.out;
@@ -116,7 +106,7 @@ TEST_F(CliQuantize, StatsPrintsRangesAndJson) {
   for (const auto& c : h["counts"]) total += c.get<int64_t>();
   EXPECT_EQ(total, 20 * 1024);
 
-  r = test::run_cli("stats " + dir->file("m.st") + data() + " --bins 0 --json " + out.file("bad.json"));
+  r = test::run_cli("stats " + model() + data() + " --bins 0 --json " + out.file("bad.json"));
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.out.find("--bins"), std::string::npos) << r.out;
   EXPECT_FALSE(test::file_exists(out.file("bad.json")));
