@@ -95,14 +95,6 @@ struct Scratch {
   AlignedVector<int32_t> acc;
 };
 
-// Grows a scratch buffer, never shrinks it: a batch-1 call would otherwise zero-fill kilobytes
-// each time a buffer regrows from the last layer's size to the first's.
-template <class V>
-typename V::value_type* room(V& v, int64_t n) {
-  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
-  return v.data();
-}
-
 }  // namespace
 
 struct Engine::Impl {
@@ -184,7 +176,7 @@ Engine::Engine(const QModel& q, const KernelTable* table) : impl_(new Impl{q, {}
     // conv -> 2x2/2 max pool: pool the accumulators, requantize a quarter as many values (exact:
     // requantization is non-decreasing), skip the u8 pool. Rows of up to 32 take the SIMD path.
     if (op.kind == QOpKind::conv && !p.final && i + 1 < q.ops.size() && q.ops[i + 1].kind == QOpKind::maxpool &&
-        q.ops[i + 1].kernel == 2 && q.ops[i + 1].stride == 2 && p.oh >= 2 && p.ow >= 2 && p.ow <= 33)
+        q.ops[i + 1].kernel == 2 && q.ops[i + 1].stride == 2 && p.ow <= 33)
       p.pool_fused = true;
     im.ops.push_back(std::move(p));
   }

@@ -95,13 +95,6 @@ struct Scratch {
 };
 thread_local Scratch tl;
 
-// Grows a scratch buffer, never shrinks it: the three conv layers alternate sizes, and each
-// regrowth would zero-fill the difference.
-float* room(AlignedVector<float>& v, int64_t n) {
-  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
-  return v.data();
-}
-
 }  // namespace
 
 Conv2d::Conv2d(int in_c, int out_c, int k, int s, int p, bool b)
