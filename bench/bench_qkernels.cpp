@@ -193,6 +193,57 @@ void BM_qmaxpool(benchmark::State& state, Isa isa, PoolShape s) {
   state.counters["images/s"] = benchmark::Counter(8.0 * double(state.iterations()), benchmark::Counter::kIsRate);
 }
 
+// LeNet's conv1 -> max pool over 8 images, both ways the engine can run it: im2col + GEMM to
+// int32 + pooled requantization, or the direct kernel (qconv_maxpool_u8, where the ISA has it).
+void BM_conv1_pool(benchmark::State& state, Isa isa, bool direct) {
+  const lowbit::KernelTable* t = lowbit::kernels_for(isa);
+  if (!t || (direct && !t->qconv_maxpool_u8)) {
+    state.SkipWithError(t ? "no direct kernel for this ISA" : "ISA not supported by this CPU");
+    return;
+  }
+  constexpr int kImages = 8;
+  lowbit::Rng rng(5);
+  QLayer conv1{6, 25, kImages * 784, 784, rng};
+  std::vector<uint8_t> in(size_t(kImages) * 1024);
+  for (auto& b : in) b = static_cast<uint8_t>(rng.below(256));
+  std::vector<int8_t> w(6 * 25), wq;
+  for (int i = 0; i < 6; ++i)
+    for (int p = 0; p < 25; ++p) w[size_t(i * 25 + p)] = conv1.w[size_t(i * 28 + p)];
+  wq.resize(size_t(lowbit::qpack_weights_conv_s8(w.data(), 6, 1, 5, 5, 25, nullptr)));
+  lowbit::qpack_weights_conv_s8(w.data(), 6, 1, 5, 5, 25, wq.data());
+  std::vector<uint8_t> packed(size_t(28) * kImages * 784), out(size_t(kImages) * 6 * 196), ref(out.size());
+  std::vector<int32_t> acc(size_t(kImages) * 6 * 784);
+  lowbit::QConvPoolArgs ca;
+  ca.in = in.data(), ca.nb = kImages, ca.h = ca.w = 32, ca.in_bstride = 1024, ca.kh = ca.kw = 5;
+  ca.m = 6, ca.weight = w.data(), ca.ldw = 25, ca.weight_packed = wq.data(), ca.bias = conv1.bias.data();
+  ca.rq = &conv1.rq, ca.out = ref.data();
+  if (getenv("XPAD")) ca.pad_value = 7;
+  lowbit::qconv_maxpool_u8_ref(ca);
+  ca.out = out.data();
+  auto run = [&] {
+    if (direct) {
+      t->qconv_maxpool_u8(ca);
+      return;
+    }
+    lowbit::QIm2colArgs im;
+    im.in = in.data(), im.nb = kImages, im.h = im.w = 32, im.in_bstride = im.in_cstride = 1024, im.kh = im.kw = 5;
+    im.out = packed.data();
+    t->qim2col_u8(im);
+    t->qgemm_u8s8(conv1.args(nullptr, acc.data(), packed.data()));
+    t->qmaxpool2x2_requant_i32({acc.data(), kImages, 6, 28, 28, &conv1.rq, lowbit::RequantVariant::fixedpoint, out.data()});
+  };
+  run();
+  if (out != ref && !getenv("XPAD")) {
+    state.SkipWithError("result differs from the reference");
+    return;
+  }
+  for (auto _ : state) {
+    run();
+    benchmark::ClobberMemory();
+  }
+  state.counters["images/s"] = benchmark::Counter(double(kImages) * double(state.iterations()), benchmark::Counter::kIsRate);
+}
+
 // The whole int8 LeNet-5 forward pass from kernels alone, batch 256 in tiles of 8 images (conv1,
 // conv2 and the pools per tile, so activations stay in L1/L2), then conv3 / fc1 / fc2 as GEMMs
 // on the whole batch. Weights random; one thread. The result is compared with the same chain
@@ -283,6 +334,8 @@ int reg = [] {
       benchmark::RegisterBenchmark(("qim2col/" + tag + "/" + s.name).c_str(), BM_qim2col, isa, s);
     for (const PoolShape& s : kPools)
       benchmark::RegisterBenchmark(("qmaxpool/" + tag + "/" + s.name).c_str(), BM_qmaxpool, isa, s);
+    benchmark::RegisterBenchmark(("qconv1_pool/" + tag + "/im2col_gemm").c_str(), BM_conv1_pool, isa, false);
+    benchmark::RegisterBenchmark(("qconv1_pool/" + tag + "/direct").c_str(), BM_conv1_pool, isa, true);
     benchmark::RegisterBenchmark(("qlenet_chain/" + tag + "/batch256").c_str(), BM_lenet_chain, isa);
   }
   return 0;

@@ -81,8 +81,10 @@ struct Prepared {
   int oc = 0, oh = 0, ow = 0;  // output per sample
   bool final = false;
   bool pool_fused = false;     // a 2x2 max pool follows: pooled on int32, then requantized
+  bool direct = false;         // pool_fused by qconv_maxpool_u8 (no im2col)
   std::vector<int8_t> wpad;    // (oc, qk4(K))
   std::vector<int8_t> wt;      // one output pixel per image: W^T for small batches (QGemmArgs::wt)
+  std::vector<int8_t> wconv;   // direct: QConvPoolArgs::weight_packed
   std::vector<int32_t> bias_eff;
   std::vector<float> out_scale;  // final op: s_w[c] * s_in
   RequantParams rq;
@@ -178,6 +180,14 @@ Engine::Engine(const QModel& q, const KernelTable* table) : impl_(new Impl{q, {}
     if (op.kind == QOpKind::conv && !p.final && i + 1 < q.ops.size() && q.ops[i + 1].kind == QOpKind::maxpool &&
         q.ops[i + 1].kernel == 2 && q.ops[i + 1].stride == 2 && p.ow <= 33)
       p.pool_fused = true;
+    // Wide rows (more than 16 output columns) go to the direct kernel where the ISA has one: no
+    // im2col, no int32 plane. Narrow ones (conv2's 10) waste its lanes: the GEMM is faster there.
+    if (p.pool_fused && im.k->qconv_maxpool_u8 && op.stride == 1 && p.ow > 16 &&
+        qconv_maxpool_fits(p.h, p.w, op.kernel, op.kernel, op.pad)) {
+      p.direct = true;
+      p.wconv.resize(size_t(qpack_weights_conv_s8(op.weight.data(), op.out_ch, p.c, op.kernel, op.kernel, op.k(), nullptr)));
+      qpack_weights_conv_s8(op.weight.data(), op.out_ch, p.c, op.kernel, op.kernel, op.k(), p.wconv.data());
+    }
     im.ops.push_back(std::move(p));
   }
 }
@@ -216,6 +226,17 @@ static void run_tile(const Engine::Impl& im, Scratch& s, const float* x, int t, 
     if (op.kind == QOpKind::maxpool || op.kind == QOpKind::avgpool) {
       (op.kind == QOpKind::maxpool ? k.qmaxpool2x2_u8 : k.qavgpool2x2_u8)(cur, int64_t{t} * p.c, p.h, p.w, next);
       cur = next;
+      continue;
+    }
+    if (pool && p.direct) {
+      QConvPoolArgs ca;
+      ca.in = cur, ca.nb = t, ca.c = p.c, ca.h = p.h, ca.w = p.w, ca.in_bstride = p.in_size();
+      ca.kh = ca.kw = op.kernel, ca.pad = op.pad, ca.pad_value = static_cast<uint8_t>(op.in.zero_point + 128);
+      ca.m = op.out_ch, ca.weight = op.weight.data(), ca.ldw = op.k(), ca.weight_packed = p.wconv.data();
+      ca.bias = p.bias_eff.data(), ca.rq = &p.rq, ca.variant = q.variant, ca.out = next;
+      k.qconv_maxpool_u8(ca);
+      cur = next;
+      ++i;  // the pool op is done
       continue;
     }
     const int K = op.k(), P = p.oh * p.ow, N = t * P;

@@ -109,6 +109,42 @@ struct QPoolRequantArgs {
 };
 using QPoolRequantFn = void (*)(const QPoolRequantArgs& a);
 
+// A stride-1 convolution, then 2x2 stride-2 max pooling, then requantization, without im2col:
+// for first layers with few input channels and wide rows (LeNet's conv1: 1 x 32 x 32, 5 x 5),
+// where im2col writes kh*kw bytes per output pixel and the GEMM's int32 output is pooled next.
+// in: nb images (stride in_bstride) of c planes of h x w u8 (plane stride h*w).
+// oh = h + 2*pad - kh + 1, ow likewise; out: nb x m planes of (oh/2) x (ow/2) u8 (odd sizes drop
+// the last row or column):
+//   out(b, i, py, px) = requantize_ref(max over oy in {2py, 2py+1}, ox in {2px, 2px+1} of
+//                       bias[i] + sum_{ci, ky, kx} W(i, (ci*kh + ky)*kw + kx) * in(b, ci, oy+ky-pad, ox+kx-pad))
+// with in(...) = pad_value outside the image and the sum taken modulo 2^32: exactly what im2col,
+// the GEMM to int32 and qmaxpool2x2_requant_i32 give. weight: W(i, p) = weight[i * ldw + p] (the
+// reference reads it); weight_packed: the same packed by qpack_weights_conv_s8 (SIMD kernels).
+// The SIMD kernel takes shapes accepted by qconv_maxpool_fits() only.
+struct QConvPoolArgs {
+  const uint8_t* in = nullptr;
+  int nb = 1, c = 1, h = 0, w = 0;
+  int64_t in_bstride = 0;
+  int kh = 1, kw = 1, pad = 0;
+  uint8_t pad_value = 128;
+  int m = 0;
+  const int8_t* weight = nullptr;
+  int64_t ldw = 0;
+  const int8_t* weight_packed = nullptr;
+  const int32_t* bias = nullptr;
+  const RequantParams* rq = nullptr;
+  RequantVariant variant = RequantVariant::fixedpoint;
+  uint8_t* out = nullptr;
+};
+using QConvPoolFn = void (*)(const QConvPoolArgs& a);
+// Rows of at most 64 input bytes and 32 outputs, kernels up to 8 x 8, two pooled outputs.
+inline bool qconv_maxpool_fits(int h, int w, int kh, int kw, int pad) {
+  const int oh = qconv_out_size(h, kh, 1, pad), ow = qconv_out_size(w, kw, 1, pad);
+  return w <= 64 && kh <= 8 && kw <= 8 && oh >= 2 && ow >= 2 && ow <= 32;
+}
+// Output channels of one block of the SIMD kernel; wq is padded to a multiple of it.
+constexpr int kConvPoolBlock = 6;
+
 // Input quantization: out[i] = clamp(round_half_even(x[i] / scale) + z_u, lo_u, hi_u), the
 // division in IEEE float32; NaN maps to z_u (clamped). scale finite > 0.
 struct QQuantizeArgs {
@@ -123,6 +159,12 @@ void qpad_weights_s8(const int8_t* w, int m, int k, int64_t ldw_in, int8_t* out)
 // W^T for QGemmArgs::wt: out[(p/4) * M16 * 4 + i * 4 + p % 4] = W(i, p), M16 = m rounded up to
 // 16, zero for i >= m or p >= k; out holds qk4(k) * M16 bytes.
 void qpack_weights_t_s8(const int8_t* w, int m, int k, int64_t ldw_in, int8_t* out);
+// For QConvPoolArgs::weight_packed: per block of kConvPoolBlock output channels, per input channel
+// ci and kernel row ky, G = (kw + 3) / 4 groups of 4 taps, each channel's 4 bytes side by side:
+// out[((((i / B)*c + ci)*kh + ky)*G + g)*B*4 + (i % B)*4 + t] = W(i, (ci*kh + ky)*kw + 4g + t),
+// B = kConvPoolBlock, zero where 4g + t >= kw or i >= m (m is padded to a multiple of B).
+// Returns the byte count when out is null.
+int64_t qpack_weights_conv_s8(const int8_t* w, int m, int c, int kh, int kw, int64_t ldw, int8_t* out);
 // bias_eff[i] = bias[i] - z_in_u * sum_p W[i][p] (bias may be null = 0). Throws lowbit::Error
 // naming `what` when a value does not fit int32 or 255*128*k + |bias_eff| reaches 2^31.
 void qbias_eff(const int8_t* w, int m, int k, int64_t ldw, const int32_t* bias, int32_t z_in_u,
@@ -146,6 +188,9 @@ void qmaxpool2x2_u8__avx2(const uint8_t* in, int64_t planes, int h, int w, uint8
 
 void qmaxpool2x2_requant_i32_ref(const QPoolRequantArgs& a);
 void qmaxpool2x2_requant_i32__avx512(const QPoolRequantArgs& a);
+
+void qconv_maxpool_u8_ref(const QConvPoolArgs& a);
+void qconv_maxpool_u8__avx512vbmi(const QConvPoolArgs& a);  // needs VBMI; qconv_maxpool_fits shapes
 
 void qquantize_f32_u8_ref(const float* x, int64_t n, const QQuantizeArgs& p, uint8_t* out);
 void qquantize_f32_u8__avx2(const float* x, int64_t n, const QQuantizeArgs& p, uint8_t* out);

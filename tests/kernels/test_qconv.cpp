@@ -4,6 +4,7 @@
 // preparation helpers.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <sstream>
@@ -388,6 +389,114 @@ TEST(QPrep, PadWeightsAndBiasEff) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("conv9"), std::string::npos) << e.what();
   }
+}
+
+// Direct conv -> max pool -> requant: shapes with stride 1 around the SIMD kernel's limits (rows
+// up to 64 bytes, outputs up to 32 wide, kernels up to 8 wide, padding), 1..17 output channels.
+struct ConvPoolCase {
+  int nb, c, h, w, kh, kw, pad, m;
+  std::string str() const {
+    std::ostringstream s;
+    s << "nb=" << nb << " c=" << c << " h=" << h << " w=" << w << " k=" << kh << "x" << kw << " pad=" << pad << " m=" << m;
+    return s.str();
+  }
+};
+
+std::vector<ConvPoolCase> conv_pool_cases(Rng& rng) {
+  std::vector<ConvPoolCase> out = {{3, 1, 32, 32, 5, 5, 0, 6}, {1, 1, 28, 28, 5, 5, 2, 6}, {2, 3, 36, 36, 5, 5, 0, 16},
+                                   {1, 1, 40, 39, 8, 8, 0, 7}, {2, 2, 9, 4, 3, 1, 1, 1},   {1, 1, 3, 3, 2, 2, 0, 17}};
+  for (int it = 0; it < 60; ++it) {
+    ConvPoolCase s;
+    s.nb = 1 + static_cast<int>(rng.below(3));
+    s.c = 1 + static_cast<int>(rng.below(3));
+    s.kh = 1 + static_cast<int>(rng.below(8));
+    s.kw = 1 + static_cast<int>(rng.below(8));
+    s.pad = static_cast<int>(rng.below(3));
+    s.w = std::max(1, s.kw - 2 * s.pad + 1 + static_cast<int>(rng.below(32)));  // ow = w + 2pad - kw + 1 in 2..33
+    s.h = std::max(1, s.kh - 2 * s.pad + 1 + static_cast<int>(rng.below(12)));
+    s.m = 1 + static_cast<int>(rng.below(17));
+    if (qconv_maxpool_fits(s.h, s.w, s.kh, s.kw, s.pad)) out.push_back(s);
+  }
+  for (const ConvPoolCase& s : out) EXPECT_TRUE(qconv_maxpool_fits(s.h, s.w, s.kh, s.kw, s.pad)) << s.str();
+  return out;
+}
+
+struct ConvPoolData {
+  std::vector<uint8_t> in;
+  std::vector<int8_t> w, packed;
+  std::vector<int32_t> bias;
+  uint8_t pad_value;
+  QConvPoolArgs args(const ConvPoolCase& s, const RequantParams& rq, RequantVariant v, uint8_t* out) const {
+    QConvPoolArgs a;
+    a.in = in.data(), a.nb = s.nb, a.c = s.c, a.h = s.h, a.w = s.w, a.in_bstride = int64_t{s.c} * s.h * s.w;
+    a.kh = s.kh, a.kw = s.kw, a.pad = s.pad, a.pad_value = pad_value;
+    a.m = s.m, a.weight = w.data(), a.ldw = s.c * s.kh * s.kw, a.weight_packed = packed.data();
+    a.bias = bias.data(), a.rq = &rq, a.variant = v, a.out = out;
+    return a;
+  }
+  ConvPoolData(Rng& rng, const ConvPoolCase& s) {
+    const int k = s.c * s.kh * s.kw;
+    in = random_bytes(rng, size_t(s.nb) * s.c * s.h * s.w);
+    w.resize(size_t(s.m) * k);
+    for (auto& x : w) x = static_cast<int8_t>(rng.below(5) == 0 ? (rng.below(2) ? 127 : -128) : int(rng.below(256)) - 128);
+    pad_value = static_cast<uint8_t>(rng.below(256));
+    bias.resize(size_t(s.m));
+    for (auto& b : bias)  // now and then one so large that the sums wrap modulo 2^32
+      b = rng.below(8) == 0 ? static_cast<int32_t>(static_cast<uint32_t>(rng.next())) : static_cast<int32_t>(rng.below(1u << 20)) - (1 << 19);
+    packed.resize(size_t(qpack_weights_conv_s8(w.data(), s.m, s.c, s.kh, s.kw, k, nullptr)));
+    qpack_weights_conv_s8(w.data(), s.m, s.c, s.kh, s.kw, k, packed.data());
+  }
+};
+
+// The reference is what the engine computed before: im2col, the GEMM to int32, pool + requant.
+TEST(QConvPool, ReferenceEqualsIm2colGemmPool) {
+  Rng rng(41);
+  for (const ConvPoolCase& s : conv_pool_cases(rng))
+    for (RequantVariant v : kAllVariants) {
+      ConvPoolData d(rng, s);
+      ChannelRequant cr(rng, s.m);
+      const int k = s.c * s.kh * s.kw, oh = s.h + 2 * s.pad - s.kh + 1, ow = s.w + 2 * s.pad - s.kw + 1;
+      const int n = s.nb * oh * ow;
+      std::vector<uint8_t> packed(size_t(qk4(k)) * n);
+      ConvShape cs{s.nb, s.c, s.h, s.w, s.kh, s.kw, 1, s.pad, false};
+      qim2col_u8_ref(cs.args(d.in.data(), d.pad_value, packed.data()));
+      std::vector<int8_t> wpad(size_t(s.m) * qk4(k));
+      qpad_weights_s8(d.w.data(), s.m, k, k, wpad.data());
+      std::vector<int32_t> acc(size_t(s.m) * n);
+      QGemmArgs g;
+      g.m = s.m, g.n = n, g.k = k, g.w = wpad.data(), g.ldw = qk4(k), g.x = packed.data(), g.bias = d.bias.data();
+      g.ldc = oh * ow, g.cols_per_image = oh * ow, g.ldc_image = int64_t{s.m} * oh * ow, g.c_i32 = acc.data();
+      qgemm_u8s8_ref(g);
+      const size_t pooled = size_t(s.nb) * s.m * (oh / 2) * (ow / 2);
+      std::vector<uint8_t> want(pooled), got(pooled);
+      qmaxpool2x2_requant_i32_ref({acc.data(), s.nb, s.m, oh, ow, &cr.rq, v, want.data()});
+      qconv_maxpool_u8_ref(d.args(s, cr.rq, v, got.data()));
+      ASSERT_EQ(want, got) << s.str() << " " << requant_variant_name(v);
+    }
+}
+
+// Every ISA that has the fused kernel against the reference, bit for bit, nothing written past
+// the output.
+TEST(QConvPool, EveryIsaMatchesReference) {
+  Rng rng(42);
+  int checked = 0;
+  for (Isa isa : {Isa::ref, Isa::avx2, Isa::avx512}) {
+    const KernelTable* t = kernels_for(isa);
+    if (!t || !t->qconv_maxpool_u8) continue;
+    for (const ConvPoolCase& s : conv_pool_cases(rng))
+      for (RequantVariant v : kAllVariants) {
+        ConvPoolData d(rng, s);
+        ChannelRequant cr(rng, s.m);
+        const int oh = s.h + 2 * s.pad - s.kh + 1, ow = s.w + 2 * s.pad - s.kw + 1;
+        const size_t pooled = size_t(s.nb) * s.m * (oh / 2) * (ow / 2);
+        std::vector<uint8_t> want(pooled + 64, 0xA5), got(pooled + 64, 0xA5);
+        qconv_maxpool_u8_ref(d.args(s, cr.rq, v, want.data()));
+        t->qconv_maxpool_u8(d.args(s, cr.rq, v, got.data()));
+        ASSERT_EQ(want, got) << isa_name(isa) << " " << s.str() << " " << requant_variant_name(v);
+        ++checked;
+      }
+  }
+  if (cpu_has_avx512vbmi()) EXPECT_GT(checked, 300);
 }
 
 // LeNet's conv1 end to end on each ISA: quantize nothing, im2col + GEMM + pool equal ref.
