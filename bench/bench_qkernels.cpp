@@ -243,6 +243,55 @@ void BM_conv1_pool(benchmark::State& state, Isa isa, bool direct) {
   state.counters["images/s"] = benchmark::Counter(double(kImages) * double(state.iterations()), benchmark::Counter::kIsRate);
 }
 
+// LeNet's conv2 (6 x 14 x 14 -> 16 x 10 x 10) to int32 over 8 images: im2col + GEMM, or the
+// implicit GEMM (qconv_i32, where the ISA has it). GOPS as for the GEMMs.
+void BM_conv2_i32(benchmark::State& state, Isa isa, bool implicit) {
+  const lowbit::KernelTable* t = lowbit::kernels_for(isa);
+  if (!t || (implicit && !t->qconv_i32)) {
+    state.SkipWithError(t ? "no implicit GEMM for this ISA" : "ISA not supported by this CPU");
+    return;
+  }
+  constexpr int kImages = 8;
+  lowbit::Rng rng(6);
+  QLayer conv2{16, 150, kImages * 100, 100, rng};
+  std::vector<uint8_t> in(size_t(kImages) * 6 * 196 + lowbit::kQConvSlack);
+  for (auto& b : in) b = static_cast<uint8_t>(rng.below(256));
+  std::vector<int8_t> w(16 * 150);
+  for (int i = 0; i < 16; ++i)
+    for (int p = 0; p < 150; ++p) w[size_t(i * 150 + p)] = conv2.w[size_t(i * 152 + p)];
+  std::vector<uint8_t> packed(size_t(152) * kImages * 100);
+  std::vector<int32_t> out(size_t(kImages) * 16 * 100), ref(out.size());
+  lowbit::QConvI32Args ca;
+  ca.in = in.data(), ca.nb = kImages, ca.c = 6, ca.h = ca.w = 14, ca.in_bstride = 6 * 196, ca.kh = ca.kw = 5;
+  ca.m = 16, ca.weight = w.data(), ca.ldw = 150, ca.weight_t = conv2.wt.data(), ca.bias = conv2.bias.data();
+  ca.out = ref.data();
+  lowbit::qconv_i32_ref(ca);
+  ca.out = out.data();
+  auto run = [&] {
+    if (implicit) {
+      t->qconv_i32(ca);
+      return;
+    }
+    lowbit::QIm2colArgs im;
+    im.in = in.data(), im.nb = kImages, im.c = 6, im.h = im.w = 14, im.in_bstride = 6 * 196, im.in_cstride = 196;
+    im.kh = im.kw = 5, im.out = packed.data();
+    t->qim2col_u8(im);
+    t->qgemm_u8s8(conv2.args(nullptr, out.data(), packed.data()));
+  };
+  run();
+  if (out != ref) {
+    state.SkipWithError("result differs from the reference");
+    return;
+  }
+  for (auto _ : state) {
+    run();
+    benchmark::ClobberMemory();
+  }
+  const double ops = 2.0 * 16 * 150 * 100 * kImages;
+  state.counters["GOPS"] = benchmark::Counter(ops * double(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
+  state.counters["images/s"] = benchmark::Counter(double(kImages) * double(state.iterations()), benchmark::Counter::kIsRate);
+}
+
 // The whole int8 LeNet-5 forward pass from kernels alone, batch 256 in tiles of 8 images (conv1,
 // conv2 and the pools per tile, so activations stay in L1/L2), then conv3 / fc1 / fc2 as GEMMs
 // on the whole batch. Weights random; one thread. The result is compared with the same chain
@@ -335,6 +384,8 @@ int reg = [] {
       benchmark::RegisterBenchmark(("qmaxpool/" + tag + "/" + s.name).c_str(), BM_qmaxpool, isa, s);
     benchmark::RegisterBenchmark(("qconv1_pool/" + tag + "/im2col_gemm").c_str(), BM_conv1_pool, isa, false);
     benchmark::RegisterBenchmark(("qconv1_pool/" + tag + "/direct").c_str(), BM_conv1_pool, isa, true);
+    benchmark::RegisterBenchmark(("qconv2_i32/" + tag + "/im2col_gemm").c_str(), BM_conv2_i32, isa, false);
+    benchmark::RegisterBenchmark(("qconv2_i32/" + tag + "/implicit").c_str(), BM_conv2_i32, isa, true);
     benchmark::RegisterBenchmark(("qlenet_chain/" + tag + "/batch256").c_str(), BM_lenet_chain, isa);
   }
   return 0;

@@ -82,6 +82,7 @@ struct Prepared {
   bool final = false;
   bool pool_fused = false;     // a 2x2 max pool follows: pooled on int32, then requantized
   bool direct = false;         // pool_fused by qconv_maxpool_u8 (no im2col)
+  bool implicit = false;       // pool_fused with the accumulators from qconv_i32 (no im2col)
   std::vector<int8_t> wpad;    // (oc, qk4(K))
   std::vector<int8_t> wt;      // one output pixel per image: W^T for small batches (QGemmArgs::wt)
   std::vector<int8_t> wconv;   // direct: QConvPoolArgs::weight_packed
@@ -188,6 +189,14 @@ Engine::Engine(const QModel& q, const KernelTable* table) : impl_(new Impl{q, {}
       p.wconv.resize(size_t(qpack_weights_conv_s8(op.weight.data(), op.out_ch, p.c, op.kernel, op.kernel, op.k(), nullptr)));
       qpack_weights_conv_s8(op.weight.data(), op.out_ch, p.c, op.kernel, op.kernel, op.k(), p.wconv.data());
     }
+    // Other unpadded stride-1 convs before a pool (conv2) take the implicit GEMM where the ISA has
+    // it and an image has a full 16-pixel tile: im2col cost as much as the GEMM there.
+    if (p.pool_fused && !p.direct && im.k->qconv_i32 && op.stride == 1 && op.pad == 0 && p.oh * p.ow >= 16 &&
+        qconv_i32_fits(p.c, p.h, p.w, op.kernel, op.kernel)) {
+      p.implicit = true;
+      p.wt.resize(static_cast<size_t>(qk4(op.k())) * ((op.out_ch + 15) & ~15));
+      qpack_weights_t_s8(op.weight.data(), op.out_ch, op.k(), op.k(), p.wt.data());
+    }
     im.ops.push_back(std::move(p));
   }
 }
@@ -203,7 +212,7 @@ static void run_tile(const Engine::Impl& im, Scratch& s, const float* x, int t, 
   const KernelTable& k = *im.k;
   const QModel& q = im.q;
   const int64_t in_n = shape_numel(q.input_shape) * t;
-  room(s.a, in_n);
+  room(s.a, in_n + kQConvSlack);  // activations: qconv_i32 reads up to kQConvSlack bytes past them
   if (q.rounding == Rounding::Nearest) {
     QQuantizeArgs qa{q.input.scale, q.input.zero_point + 128, q.input.qmin() + 128, q.input.qmax() + 128};
     k.qquantize_f32_u8(x, in_n, qa, s.a.data());
@@ -222,7 +231,7 @@ static void run_tile(const Engine::Impl& im, Scratch& s, const float* x, int t, 
     AlignedVector<uint8_t>& next_buf = cur == s.a.data() ? s.b : s.a;
     const bool pool = p.pool_fused && !keep;  // trace() keeps every op's own output
     const int64_t next_size = (pool ? im.ops[i + 1].out_size() : p.out_size()) * t;
-    uint8_t* next = p.final ? nullptr : room(next_buf, next_size);
+    uint8_t* next = p.final ? nullptr : room(next_buf, next_size + kQConvSlack);
     if (op.kind == QOpKind::maxpool || op.kind == QOpKind::avgpool) {
       (op.kind == QOpKind::maxpool ? k.qmaxpool2x2_u8 : k.qavgpool2x2_u8)(cur, int64_t{t} * p.c, p.h, p.w, next);
       cur = next;
@@ -235,6 +244,18 @@ static void run_tile(const Engine::Impl& im, Scratch& s, const float* x, int t, 
       ca.m = op.out_ch, ca.weight = op.weight.data(), ca.ldw = op.k(), ca.weight_packed = p.wconv.data();
       ca.bias = p.bias_eff.data(), ca.rq = &p.rq, ca.variant = q.variant, ca.out = next;
       k.qconv_maxpool_u8(ca);
+      cur = next;
+      ++i;  // the pool op is done
+      continue;
+    }
+    if (pool && p.implicit) {
+      QConvI32Args ca;
+      ca.in = cur, ca.nb = t, ca.c = p.c, ca.h = p.h, ca.w = p.w, ca.in_bstride = p.in_size();
+      ca.kh = ca.kw = op.kernel, ca.m = op.out_ch, ca.weight = op.weight.data(), ca.ldw = op.k();
+      ca.weight_t = p.wt.data(), ca.bias = p.bias_eff.data();
+      ca.out = room(s.acc, p.out_size() * t);
+      k.qconv_i32(ca);
+      k.qmaxpool2x2_requant_i32({s.acc.data(), t, op.out_ch, p.oh, p.ow, &p.rq, q.variant, next});
       cur = next;
       ++i;  // the pool op is done
       continue;

@@ -71,6 +71,7 @@ static KernelTable make_table(Isa isa) {
       t.qgemm_u8s8 = qgemm_u8s8_6x64__avx512vnni;
       t.qim2col_u8 = cpu_has_avx512vbmi() ? qim2col_u8__avx512vbmi : qim2col_u8__avx2;
       t.qconv_maxpool_u8 = cpu_has_avx512vbmi() ? qconv_maxpool_u8__avx512vbmi : nullptr;
+      t.qconv_i32 = cpu_has_avx512vbmi() ? qconv_i32__avx512vbmi : nullptr;
       t.qmaxpool2x2_u8 = qmaxpool2x2_u8__avx2;
       t.qquantize_f32_u8 = qquantize_f32_u8__avx2;
       t.qpack_u8 = qpack_u8__avx2;

@@ -73,6 +73,7 @@ struct KernelTable {
   void (*qmaxpool2x2_requant_i32)(const struct QPoolRequantArgs& a);
   // Null where the ISA has no fast version: the engine then runs im2col + GEMM + pool.
   void (*qconv_maxpool_u8)(const struct QConvPoolArgs& a);
+  void (*qconv_i32)(const struct QConvI32Args& a);  // null likewise
   void (*qquantize_f32_u8)(const float* x, int64_t n, const struct QQuantizeArgs& p, uint8_t* out);
 };
 

@@ -145,6 +145,34 @@ inline bool qconv_maxpool_fits(int h, int w, int kh, int kw, int pad) {
 // Output channels of one block of the SIMD kernel; wq is padded to a multiple of it.
 constexpr int kConvPoolBlock = 6;
 
+// A stride-1 unpadded convolution to int32 accumulators without an im2col matrix (implicit
+// GEMM): for middle layers whose im2col cost as much as their GEMM (LeNet's conv2, 6 x 14 x 14 by
+// 16 x 6 x 5 x 5). in: nb images (stride in_bstride) of c planes of h x w u8 (plane stride h*w),
+// readable kQConvSlack bytes past the last image's last plane. out: nb images (stride m*oh*ow) of
+// m planes of oh x ow int32, oh = h - kh + 1, ow = w - kw + 1:
+//   out(b, i, oy, ox) = bias[i] + sum_{ci, ky, kx} W(i, (ci*kh + ky)*kw + kx) * in(b, ci, oy + ky, ox + kx)
+// modulo 2^32 (the GEMM's int32 output on im2col, bias_eff included). weight: W(i, p) =
+// weight[i * ldw + p] (the reference reads it); weight_t: the same packed by qpack_weights_t_s8
+// (the SIMD kernels read it). SIMD kernels take shapes accepted by qconv_i32_fits() only.
+struct QConvI32Args {
+  const uint8_t* in = nullptr;
+  int nb = 1, c = 1, h = 0, w = 0;
+  int64_t in_bstride = 0;
+  int kh = 1, kw = 1;
+  int m = 0;
+  const int8_t* weight = nullptr;
+  int64_t ldw = 0;
+  const int8_t* weight_t = nullptr;
+  const int32_t* bias = nullptr;
+  int32_t* out = nullptr;
+};
+using QConvI32Fn = void (*)(const QConvI32Args& a);
+constexpr int kQConvSlack = 64;
+// The SIMD kernel takes 16 consecutive output pixels (of one image, across output rows) from one
+// 64-byte window per tap: every such window must span at most 64 input bytes. Its tables hold
+// up to 1024 taps and 1024 output pixels.
+bool qconv_i32_fits(int c, int h, int w, int kh, int kw);
+
 // Input quantization: out[i] = clamp(round_half_even(x[i] / scale) + z_u, lo_u, hi_u), the
 // division in IEEE float32; NaN maps to z_u (clamped). scale finite > 0.
 struct QQuantizeArgs {
@@ -191,6 +219,9 @@ void qmaxpool2x2_requant_i32__avx512(const QPoolRequantArgs& a);
 
 void qconv_maxpool_u8_ref(const QConvPoolArgs& a);
 void qconv_maxpool_u8__avx512vbmi(const QConvPoolArgs& a);  // needs VBMI; qconv_maxpool_fits shapes
+
+void qconv_i32_ref(const QConvI32Args& a);
+void qconv_i32__avx512vbmi(const QConvI32Args& a);  // needs VBMI; qconv_i32_fits shapes
 
 void qquantize_f32_u8_ref(const float* x, int64_t n, const QQuantizeArgs& p, uint8_t* out);
 void qquantize_f32_u8__avx2(const float* x, int64_t n, const QQuantizeArgs& p, uint8_t* out);

@@ -499,6 +499,100 @@ TEST(QConvPool, EveryIsaMatchesReference) {
   if (cpu_has_avx512vbmi()) EXPECT_GT(checked, 300);
 }
 
+// Implicit GEMM to int32: stride 1, no padding, windows up to the SIMD kernel's 64 bytes.
+struct ConvI32Case {
+  int nb, c, h, w, kh, kw, m;
+  std::string str() const {
+    std::ostringstream s;
+    s << "nb=" << nb << " c=" << c << " h=" << h << " w=" << w << " k=" << kh << "x" << kw << " m=" << m;
+    return s.str();
+  }
+};
+
+std::vector<ConvI32Case> conv_i32_cases(Rng& rng) {
+  std::vector<ConvI32Case> out = {{4, 6, 14, 14, 5, 5, 16}, {1, 1, 32, 32, 5, 5, 6},  {3, 16, 5, 5, 5, 5, 120},
+                                  {2, 3, 8, 8, 3, 3, 17},   {1, 2, 20, 20, 1, 1, 9}, {1, 40, 4, 4, 4, 4, 8}};
+  for (int it = 0; it < 80; ++it) {
+    ConvI32Case s;
+    s.nb = 1 + static_cast<int>(rng.below(3));
+    s.c = 1 + static_cast<int>(rng.below(8));
+    s.kh = 1 + static_cast<int>(rng.below(7));
+    s.kw = 1 + static_cast<int>(rng.below(7));
+    s.h = s.kh + static_cast<int>(rng.below(20));
+    s.w = s.kw + static_cast<int>(rng.below(36));
+    s.m = 1 + static_cast<int>(rng.below(40));
+    if (qconv_i32_fits(s.c, s.h, s.w, s.kh, s.kw)) out.push_back(s);
+  }
+  for (const ConvI32Case& s : out) EXPECT_TRUE(qconv_i32_fits(s.c, s.h, s.w, s.kh, s.kw)) << s.str();
+  return out;
+}
+
+struct ConvI32Data {
+  std::vector<uint8_t> in;
+  std::vector<int8_t> w, wt;
+  std::vector<int32_t> bias;
+  ConvI32Data(Rng& rng, const ConvI32Case& s) {
+    const int k = s.c * s.kh * s.kw;
+    in = random_bytes(rng, size_t(s.nb) * s.c * s.h * s.w + kQConvSlack);
+    w.resize(size_t(s.m) * k);
+    for (auto& x : w) x = static_cast<int8_t>(rng.below(5) == 0 ? (rng.below(2) ? 127 : -128) : int(rng.below(256)) - 128);
+    bias.resize(size_t(s.m));
+    for (auto& b : bias)
+      b = rng.below(8) == 0 ? static_cast<int32_t>(static_cast<uint32_t>(rng.next())) : static_cast<int32_t>(rng.below(1u << 20)) - (1 << 19);
+    wt.resize(size_t(qk4(k)) * ((s.m + 15) & ~15));
+    qpack_weights_t_s8(w.data(), s.m, k, k, wt.data());
+  }
+  QConvI32Args args(const ConvI32Case& s, int32_t* out) const {
+    QConvI32Args a;
+    a.in = in.data(), a.nb = s.nb, a.c = s.c, a.h = s.h, a.w = s.w, a.in_bstride = int64_t{s.c} * s.h * s.w;
+    a.kh = s.kh, a.kw = s.kw, a.m = s.m, a.weight = w.data(), a.ldw = s.c * s.kh * s.kw, a.weight_t = wt.data();
+    a.bias = bias.data(), a.out = out;
+    return a;
+  }
+};
+
+// The reference gives what im2col + the GEMM to int32 gave.
+TEST(QConvI32, ReferenceEqualsIm2colGemm) {
+  Rng rng(43);
+  for (const ConvI32Case& s : conv_i32_cases(rng)) {
+    ConvI32Data d(rng, s);
+    const int k = s.c * s.kh * s.kw, oh = s.h - s.kh + 1, ow = s.w - s.kw + 1, n = s.nb * oh * ow;
+    std::vector<uint8_t> packed(size_t(qk4(k)) * n);
+    ConvShape cs{s.nb, s.c, s.h, s.w, s.kh, s.kw, 1, 0, false};
+    qim2col_u8_ref(cs.args(d.in.data(), 0, packed.data()));
+    std::vector<int8_t> wpad(size_t(s.m) * qk4(k));
+    qpad_weights_s8(d.w.data(), s.m, k, k, wpad.data());
+    std::vector<int32_t> want(size_t(s.m) * n), got(want.size());
+    QGemmArgs g;
+    g.m = s.m, g.n = n, g.k = k, g.w = wpad.data(), g.ldw = qk4(k), g.x = packed.data(), g.bias = d.bias.data();
+    g.ldc = oh * ow, g.cols_per_image = oh * ow, g.ldc_image = int64_t{s.m} * oh * ow, g.c_i32 = want.data();
+    qgemm_u8s8_ref(g);
+    qconv_i32_ref(d.args(s, got.data()));
+    ASSERT_EQ(want, got) << s.str();
+  }
+}
+
+// Every ISA that has the kernel against the reference, bit for bit, nothing written past the
+// output (the input is read up to kQConvSlack bytes past its end, as the contract allows).
+TEST(QConvI32, EveryIsaMatchesReference) {
+  Rng rng(44);
+  int checked = 0;
+  for (Isa isa : {Isa::ref, Isa::avx2, Isa::avx512}) {
+    const KernelTable* t = kernels_for(isa);
+    if (!t || !t->qconv_i32) continue;
+    for (const ConvI32Case& s : conv_i32_cases(rng)) {
+      ConvI32Data d(rng, s);
+      const size_t n = size_t(s.nb) * s.m * (s.h - s.kh + 1) * (s.w - s.kw + 1);
+      std::vector<int32_t> want(n + 16, 0x5A5A5A5A), got(n + 16, 0x5A5A5A5A);
+      qconv_i32_ref(d.args(s, want.data()));
+      t->qconv_i32(d.args(s, got.data()));
+      ASSERT_EQ(want, got) << isa_name(isa) << " " << s.str();
+      ++checked;
+    }
+  }
+  if (cpu_has_avx512vbmi()) EXPECT_GT(checked, 40);
+}
+
 // LeNet's conv1 end to end on each ISA: quantize nothing, im2col + GEMM + pool equal ref.
 TEST(QConv, LeNetConv1PipelineEveryIsa) {
   Rng rng(26);

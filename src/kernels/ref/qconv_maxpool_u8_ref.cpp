@@ -1,5 +1,6 @@
-// Scalar reference of the direct convolution -> 2x2 max pool -> requantization (contract in
-// kernels/qkernels.h, QConvPoolArgs), and the weight packing its SIMD version reads.
+// Scalar references of the convolutions without im2col (contracts in kernels/qkernels.h):
+// conv -> 2x2 max pool -> requantization (QConvPoolArgs) with the weight packing its SIMD version
+// reads, and the implicit GEMM to int32 (QConvI32Args) with its shape check.
 #include "kernels/qkernels.h"
 
 namespace lowbit {
@@ -50,6 +51,38 @@ int64_t qpack_weights_conv_s8(const int8_t* w, int m, int c, int kh, int kw, int
             out[at] = i < m && kx < kw ? w[i * ldw + (ci * kh + ky) * kw + kx] : int8_t{0};
           }
   return bytes;
+}
+
+void qconv_i32_ref(const QConvI32Args& a) {
+  const int oh = a.h - a.kh + 1, ow = a.w - a.kw + 1;
+  for (int b = 0; b < a.nb; ++b) {
+    const uint8_t* img = a.in + b * a.in_bstride;
+    for (int i = 0; i < a.m; ++i) {
+      const int8_t* wi = a.weight + i * a.ldw;
+      int32_t* dst = a.out + (int64_t{b} * a.m + i) * oh * ow;
+      for (int oy = 0; oy < oh; ++oy)
+        for (int ox = 0; ox < ow; ++ox) {
+          uint32_t acc = static_cast<uint32_t>(a.bias[i]);  // modulo 2^32, as vpdpbusd
+          for (int ci = 0; ci < a.c; ++ci)
+            for (int ky = 0; ky < a.kh; ++ky)
+              for (int kx = 0; kx < a.kw; ++kx)
+                acc += static_cast<uint32_t>(img[(int64_t{ci} * a.h + oy + ky) * a.w + ox + kx] *
+                                             wi[(ci * a.kh + ky) * a.kw + kx]);
+          dst[oy * ow + ox] = static_cast<int32_t>(acc);
+        }
+    }
+  }
+}
+
+bool qconv_i32_fits(int c, int h, int w, int kh, int kw) {
+  const int oh = h - kh + 1, ow = w - kw + 1, pixels = oh * ow;
+  if (oh < 1 || ow < 1 || c * kh * kw > 1024 || pixels > 1024) return false;
+  for (int n0 = 0; n0 < pixels; n0 += 16) {  // the window of pixels n0..n0+15 from row n0 / ow
+    const int n1 = n0 + 15 < pixels ? n0 + 15 : pixels - 1;
+    for (int n = n0; n <= n1; ++n)
+      if ((n / ow - n0 / ow) * w + n % ow > 63) return false;
+  }
+  return true;
 }
 
 }  // namespace lowbit
