@@ -26,7 +26,7 @@ else
   done
 fi
 
-# Flags of the ISA folders, as in CMakeLists.txt (the VBMI file alone gets -mavx512vbmi).
+# Flags of the ISA folders, as in CMakeLists.txt (the *vbmi* files alone get -mavx512vbmi).
 isa_flags() {
   case "$1" in
     */avx2/*) echo "-mavx2 -mfma -mf16c" ;;

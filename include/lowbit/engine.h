@@ -91,6 +91,9 @@ class Engine {
   std::vector<std::vector<uint8_t>> trace(const Tensor& x);
   int tile = 4;
   const char* isa() const;
+  // How each op runs, e.g. "conv1: direct conv + max pool; conv2: implicit GEMM + max pool; ...":
+  // which kernels the shapes and the ISA's table selected.
+  std::string plan() const;
   struct Impl;  // opaque: prepared ops, kernel table, per-thread buffers
 
  private:

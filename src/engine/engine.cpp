@@ -205,6 +205,21 @@ Engine::~Engine() = default;
 
 const char* Engine::isa() const { return isa_name(impl_->k->isa); }
 
+std::string Engine::plan() const {
+  std::string out;
+  for (size_t i = 0; i < impl_->ops.size(); ++i) {
+    const Prepared& p = impl_->ops[i];
+    const QOp& op = *p.op;
+    if (op.kind == QOpKind::flatten) continue;
+    std::string how = op.kind == QOpKind::linear ? "GEMM" : qop_kind_name(op.kind);
+    if (op.kind == QOpKind::conv)
+      how = p.direct ? "direct conv" : p.implicit ? "implicit GEMM" : "im2col + GEMM";
+    if (p.pool_fused) how += " + max pool", ++i;
+    out += (out.empty() ? "" : "; ") + op.name + ": " + how;
+  }
+  return out;
+}
+
 // Runs images [0, t) of one tile: x (t, input) floats -> logits (t, classes). With keep != null,
 // appends every op's u8 output to (*keep)[op] instead (the final op's entry stays empty).
 static void run_tile(const Engine::Impl& im, Scratch& s, const float* x, int t, float* logits,

@@ -153,6 +153,47 @@ TEST(Engine, EveryIsaMatchesNaiveIntegerInterpreter) {
         }
 }
 
+// Shapes that select the kernels without im2col (where the ISA has them): conv -> max pool with
+// rows wide enough for the direct kernel (padded or not), and unpadded narrower ones for the
+// implicit GEMM. The plan says which path ran; the logits must equal the naive interpreter's.
+TEST(Engine, ConvWithoutIm2colMatchesNaiveInterpreter) {
+  Rng rng(8);
+  const RequantVariant variants[] = {RequantVariant::fixedpoint, RequantVariant::fixedpoint_floor, RequantVariant::float_nearest,
+                                     RequantVariant::float_floor, RequantVariant::divide_nearest, RequantVariant::divide_floor};
+  struct Case {
+    int c0, hw, c1, k, pad;
+    const char* path;
+  };
+  const Case cases[] = {{1, 32, 6, 5, 0, "direct conv"}, {1, 28, 6, 5, 2, "direct conv"}, {3, 21, 17, 3, 1, "direct conv"},
+                        {2, 35, 5, 4, 0, "direct conv"}, {1, 20, 7, 1, 0, "direct conv"}, {6, 14, 16, 5, 0, "implicit GEMM"},
+                        {3, 9, 33, 3, 0, "implicit GEMM"}, {2, 12, 8, 2, 0, "implicit GEMM"}};
+  const KernelTable* avx512 = kernels_for(Isa::avx512);
+  int n = 0;
+  for (const Case& c : cases) {
+    const RequantVariant v = variants[n % 6];
+    QModel q = random_model(rng, c.c0, c.hw, c.c1, c.k, 1, c.pad, QOpKind::maxpool, n % 3 == 0 ? 4 : 8, v);
+    ++n;
+    for (Isa isa : {Isa::ref, Isa::avx512}) {
+      const KernelTable* t = kernels_for(isa);
+      if (!t) continue;
+      Engine e(q, t);
+      if (isa == Isa::avx512 && avx512->qconv_maxpool_u8 && avx512->qconv_i32)
+        EXPECT_NE(e.plan().find(std::string("conv: ") + c.path + " + max pool"), std::string::npos) << e.plan();
+      for (int batch : {1, 6}) {
+        Tensor x(Shape{batch, c.c0, c.hw, c.hw}), logits;
+        for (int64_t i = 0; i < x.numel(); ++i) x[i] = rng.uniform(-1.1f, 1.1f);
+        e.run(x, logits);
+        for (int s = 0; s < batch; ++s) {
+          std::vector<double> want = naive_logits(q, x.data() + s * x.numel() / batch);
+          for (int j = 0; j < 5; ++j)
+            ASSERT_EQ(static_cast<float>(want[size_t(j)]), logits[int64_t{s} * 5 + j])
+                << isa_name(isa) << " " << e.plan() << " " << requant_variant_name(v) << " hw=" << c.hw << " batch=" << batch;
+        }
+      }
+    }
+  }
+}
+
 TEST(Engine, ThreadsDoNotChangeBits) {
   Rng rng(3);
   QModel q = random_model(rng, 1, 12, 6, 5, 1, 0, QOpKind::maxpool, 8, RequantVariant::fixedpoint);

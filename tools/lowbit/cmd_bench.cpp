@@ -40,6 +40,7 @@ void run_bench(const BenchOpts& o) {
     Engine e(q);
     j["precision"] = "int8";
     j["task"] = "infer";
+    j["plan"] = e.plan();
     put(j, time_inference([&](const Tensor& x, Tensor& y) { e.run(x, y); }, q.input_shape, o.batch, o.windows));
   } else if (!o.train) {
     Sequential m = load_model(o.model);
@@ -74,6 +75,7 @@ void run_bench(const BenchOpts& o) {
               j["images_per_second"].get<double>());
   if (j.contains("latency_us_p50")) std::printf("; batch-1 latency p50 %.2f us", j["latency_us_p50"].get<double>());
   std::printf("\n");
+  if (j.contains("plan") && !o.common.quiet) std::printf("  %s\n", j["plan"].get<std::string>().c_str());
   write_json(o.common, j);
 }
 
