@@ -106,6 +106,8 @@ double engine_accuracy(Engine& e, const Tensor& images, const std::vector<uint8_
 // The PTQ simulation in float: the FP32 network with weights, biases and activations replaced by
 // quantize-then-dequantize under the same parameters (fake quantization). Its logits differ from
 // the engine's only by float summation order and by how requantization rounds.
-void simulate(const QModel& q, const Tensor& x, Tensor& logits);
+// stop_at >= 0: stop at op stop_at and return its output before the output quantization (the
+// pre-activation; for the final op, the logits), for bias correction.
+void simulate(const QModel& q, const Tensor& x, Tensor& logits, int stop_at = -1);
 
 }  // namespace lowbit

@@ -381,7 +381,7 @@ double engine_accuracy(Engine& e, const Tensor& images, const std::vector<uint8_
 
 // ---- the float simulation ----
 
-void simulate(const QModel& q, const Tensor& x, Tensor& logits) {
+void simulate(const QModel& q, const Tensor& x, Tensor& logits, int stop_at) {
   Tensor cur(x.shape()), next;
   for (int64_t i = 0; i < x.numel(); ++i) cur[i] = fake_quantize(x[i], q.input, q.rounding);
   int last_weighted = -1;
@@ -409,6 +409,10 @@ void simulate(const QModel& q, const Tensor& x, Tensor& logits) {
     }
     next.resize(layer->output_shape(cur.shape()));
     layer->forward(cur, next);
+    if (static_cast<int>(i) == stop_at) {
+      logits = std::move(next);
+      return;
+    }
     if (op.weighted() && static_cast<int>(i) != last_weighted) {
       QParams clampq = op.out;
       for (int64_t j = 0; j < next.numel(); ++j) {

@@ -351,6 +351,47 @@ ClipRange calibrate_tensor(const TensorObserver& o, Calibrator c, const PtqConfi
   return r;
 }
 
+
+// Empirical bias correction of op oi (Nagel et al., "Data-Free Quantization Through Weight
+// Equalization and Bias Correction", ICCV 2019, section 4.2): E[y_q - y] per output channel, y_q
+// the simulated pre-activation of the quantized model (earlier ops already corrected), y the FP32
+// one, averaged over the calibration images and output positions, comes off the int32 bias.
+// Without it, 4-bit weights and clipped activations shift every channel's mean, and ReLU and max
+// pooling pass the shift on.
+void correct_bias(QModel& q, int oi, Sequential& fp32, size_t act, const Tensor& images, const PtqConfig& cfg,
+                  std::vector<std::string>& notes) {
+  QOp& op = q.ops[static_cast<size_t>(oi)];
+  const int oc = op.out_ch, N = images.dim(0);
+  std::vector<double> diff(static_cast<size_t>(oc), 0.0);
+  int64_t per_channel = 0;
+  Tensor x, pre;
+  for (int b0 = 0; b0 < N; b0 += cfg.calib_batch) {
+    const int b1 = std::min(N, b0 + cfg.calib_batch);
+    slice_batch(images, b0, b1, x);
+    fp32.forward(x);
+    const Tensor& ref = fp32.activation(act);
+    simulate(q, x, pre, oi);
+    if (pre.numel() != ref.numel()) throw Error(op.name + ": simulated and FP32 outputs differ in size");
+    const int64_t plane = ref.numel() / (int64_t{b1 - b0} * oc);
+    for (int64_t i = 0; i < ref.numel(); ++i) diff[static_cast<size_t>(i / plane % oc)] += double{pre[i]} - ref[i];
+    per_channel += int64_t{b1 - b0} * plane;
+  }
+  const double limit = 2147483647.0 - 255.0 * 255.0 * static_cast<double>(op.k());  // as quantize_weights keeps it
+  if (op.bias.empty()) op.bias.assign(static_cast<size_t>(oc), 0);  // a layer without bias gets one
+  int clamped = 0;
+  for (int c = 0; c < oc; ++c) {
+    const double unit = double{op.w_scale[static_cast<size_t>(c)]} * op.in.scale;
+    const double mean = diff[static_cast<size_t>(c)] / static_cast<double>(per_channel);
+    const double v = static_cast<double>(op.bias[static_cast<size_t>(c)]) - round_double(mean / unit, cfg.rounding);
+    const double kept = std::clamp(v, -limit, limit);
+    clamped += kept != v;
+    op.bias[static_cast<size_t>(c)] = static_cast<int32_t>(kept);
+  }
+  if (clamped)
+    notes.push_back(fmt::format("{}: bias correction limited in {} channel(s) to keep the int32 accumulator in range",
+                                op.name, clamped));
+}
+
 }  // namespace
 
 void validate(const PtqConfig& cfg) {
@@ -372,6 +413,8 @@ void validate(const PtqConfig& cfg) {
     throw Error(fmt::format("percentile: must be in (0, 100], got {}", cfg.percentile));
   if (cfg.weight_clip != "auto" && cfg.weight_clip != "max" && cfg.weight_clip != "mse")
     throw Error("weight_clip: unknown '" + cfg.weight_clip + "' (allowed: auto, max, mse)");
+  if (cfg.bias_correction != "auto" && cfg.bias_correction != "on" && cfg.bias_correction != "off")
+    throw Error("bias_correction: unknown '" + cfg.bias_correction + "' (allowed: auto, on, off)");
   if (cfg.calib_batch < 1) throw Error(fmt::format("calib_batch: must be >= 1, got {}", cfg.calib_batch));
 }
 
@@ -486,8 +529,10 @@ QModel quantize_model(Sequential& fp32, const Tensor& calib_images, const PtqCon
         "more than M bits to be kept exactly: use --wbits 8",
         cfg.abc_bases, cfg.per_channel ? "per output channel" : "per tensor", cfg.wbits));
   }
+  std::vector<std::pair<size_t, size_t>> weighted;  // (op index, FP32 activation of its pre-activation)
   for (size_t k = 0; k < steps.size(); ++k) {
     Step& s = steps[k];
+    if (s.op.weighted()) weighted.emplace_back(k, s.layer + 1);
     s.op.in = cur;
     s.op.wbits = cfg.wbits;
     if (s.op.weighted()) {
@@ -501,6 +546,12 @@ QModel quantize_model(Sequential& fp32, const Tensor& calib_images, const PtqCon
     cur = s.op.out;
     q.ops.push_back(std::move(s.op));
   }
+
+  t0 = Clock::now();
+  const bool bias_correction = cfg.bias_correction == "on" || (cfg.bias_correction == "auto" && cfg.wbits < 8);
+  if (bias_correction)
+    for (auto [oi, act] : weighted) correct_bias(q, static_cast<int>(oi), fp32, act, calib_images, cfg, notes);
+  const double t_bias = seconds_since(t0);
 
   q.info = {{"source_architecture", fp32.architecture},
             {"calibrator", calibrator_name(cfg.calibrator)},
@@ -519,13 +570,15 @@ QModel quantize_model(Sequential& fp32, const Tensor& calib_images, const PtqCon
             {"kl_despike", cfg.kl_despike},
             {"sigma_nonzero", cfg.sigma_nonzero},
             {"weight_clip", weight_clip_mse(cfg) ? "mse" : "max"},
+            {"bias_correction", bias_correction},
             {"tensors", tensors},
             {"notes", notes}};
   q.timing = {{"total", t_calibration},
               {"forward", t_forward},
               {"observe_range", t_range},
               {"observe_hist", t_hist},
-              {"calibrate", t_calibrate}};
+              {"calibrate", t_calibrate},
+              {"bias_correction", t_bias}};
   if (notes_out) notes_out->insert(notes_out->end(), notes.begin(), notes.end());
   return q;
 }

@@ -560,6 +560,7 @@ QatNetwork::QatNetwork(Sequential fp32, const Tensor& calib_images, const QatCon
     pc.requant = cfg.requant;
     pc.abc_bases = cfg.abc_bases;
     pc.samples = calib_images.rank() ? calib_images.dim(0) : 0;
+    pc.bias_correction = "off";  // only the ranges and the op plan are used here
     im.init = quantize_model(fp32, calib_images, pc, &im.init_notes);
 
     // Rebuild the network from the op plan, op names = layer names.

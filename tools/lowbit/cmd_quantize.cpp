@@ -23,7 +23,7 @@ struct QuantizeOpts {
   Common common;
   std::string model, data = "fashion-mnist", out;
   std::string calibrator = "kl", input_calibrator = "max", scheme = "affine", rounding = "nearest";
-  std::string requant = "fixedpoint", weight_clip = "auto";
+  std::string requant = "fixedpoint", weight_clip = "auto", bias_correction = "auto";
   int wbits = 8, abits = 8, abc_bases = 0, samples = 1000, calib_batch = 256;
   bool per_channel = false, kl_no_despike = false, sigma_all_values = false;
   double percentile = 99.99;
@@ -65,6 +65,9 @@ PtqConfig make_config(const QuantizeOpts& o) {
   c.calib_batch = o.calib_batch;
   c.kl_despike = !o.kl_no_despike;
   c.sigma_nonzero = !o.sigma_all_values;
+  if (o.bias_correction != "auto" && o.bias_correction != "on" && o.bias_correction != "off")
+    throw Error("--bias-correction: unknown '" + o.bias_correction + "' (allowed: auto, on, off)");
+  c.bias_correction = o.bias_correction;
   if (o.weight_clip != "auto" && o.weight_clip != "max" && o.weight_clip != "mse")
     throw Error("--weight-clip: unknown '" + o.weight_clip + "' (allowed: auto, max, mse)");
   c.weight_clip = o.weight_clip;
@@ -238,7 +241,8 @@ void run_quantize(const QuantizeOpts& o) {
                           {"percentile", cfg.percentile},
                           {"kl_despike", cfg.kl_despike},
                           {"sigma_nonzero", cfg.sigma_nonzero},
-                          {"weight_clip", q.info["weight_clip"]}}},
+                          {"weight_clip", q.info["weight_clip"]},
+                          {"bias_correction", q.info["bias_correction"]}}},
                         {"input", input},
                         {"layers", layers},
                         {"notes", notes},
@@ -273,6 +277,10 @@ void add_quantize_command(CLI::App& app) {
   q->add_option("--percentile", qo.percentile, "Percentile of |x| for --calibrator percentile")->capture_default_str();
   q->add_flag("--kl-no-despike", qo.kl_no_despike,
               "kl: plain TensorRT search (do not cap one-bin spikes of the histogram first)");
+  q->add_option("--bias-correction", qo.bias_correction,
+                "Take each channel's mean pre-activation error on the calibration images off its bias: on | off | "
+                "auto (on below 8 weight bits)")
+      ->capture_default_str();
   q->add_flag("--sigma-all-values", qo.sigma_all_values,
               "3sigma: mean and std over all values, zeros included (default: the non-zero values)");
   q->add_option("--samples", qo.samples, "Calibration images: the first N training images")->capture_default_str();
