@@ -44,9 +44,9 @@ static KernelTable make_table(Isa isa) {
   KernelTable t{};
   t.isa = isa;
   switch (isa) {
-    case Isa::ref: t.sgemm = sgemm_ref, t.sgemm_rows = sgemm_rows_ref; break;
-    case Isa::avx2: t.sgemm = sgemm_6x16__avx2, t.sgemm_rows = sgemm_rows__avx2; break;
-    case Isa::avx512: t.sgemm = sgemm_6x32__avx512, t.sgemm_rows = sgemm_rows__avx512; break;
+    case Isa::ref: t.sgemm = sgemm_ref, t.sgemm_rows = sgemm_rows_ref, t.sgemm_nt = sgemm_nt_ref; break;
+    case Isa::avx2: t.sgemm = sgemm_6x16__avx2, t.sgemm_rows = sgemm_rows__avx2, t.sgemm_nt = sgemm_nt__avx2; break;
+    case Isa::avx512: t.sgemm = sgemm_6x32__avx512, t.sgemm_rows = sgemm_rows__avx512, t.sgemm_nt = sgemm_nt__avx512; break;
   }
   t.bias_relu_maxpool_f32 = isa == Isa::avx512 ? bias_relu_maxpool_f32__avx512 : bias_relu_maxpool_f32_ref;
   // ---- int8 kernels (engine) ----

@@ -48,6 +48,22 @@ struct SgemmRowsArgs {
 using SgemmRowsFn = void (*)(const SgemmRowsArgs&);
 constexpr int kSgemmRowsSlack = 32;
 
+// C[m, n] (+)= sum_{p < k} A(i, p) * B(j, p) with both operands given by row pointers along the
+// reduction: A(i, p) = a_rows[i][p], B(j, p) = b_rows[j][p] (C = A * B^T). Rows are read exactly
+// k floats long. A weight gradient dW[OC, K] = dY[OC, N] * X^T: dY's rows and the im2col rows of
+// a stride-1 conv (pointers into its input) are both contiguous along the N output pixels, so
+// the lanes run along N and no operand is transposed. SIMD versions sum in lanes, then across
+// them: results equal the reference within float rounding, not bit for bit.
+struct SgemmNtArgs {
+  int m, n, k;
+  const float* const* a_rows;
+  const float* const* b_rows;
+  float* c;
+  int64_t ldc;
+  bool accumulate;
+};
+using SgemmNtFn = void (*)(const SgemmNtArgs&);
+
 // The epilogue of Sequential's conv -> ReLU -> 2x2/2 max pool fusion, one output channel: for
 // oy < oh, ox < ow: y[oy*ow + ox] = c[oy*ldc + ox] + bias (reads no other c), r = y > 0 ? y : 0,
 // and q[py*(ow/2) + px] = the max of r over rows 2py, 2py+1 and columns 2px, 2px+1 (a last odd
@@ -61,6 +77,7 @@ struct KernelTable {
   Isa isa;
   SgemmFn sgemm;
   SgemmRowsFn sgemm_rows;
+  SgemmNtFn sgemm_nt;
   BiasReluMaxpoolFn bias_relu_maxpool_f32;
   // ---- int8 kernels (engine) are added below this line ----
   // Integer kernels: contracts and argument structs in kernels/qkernels.h (the elaborated

@@ -13,6 +13,9 @@ void sgemm_6x32__avx512(const SgemmArgs& g);
 void sgemm_rows_ref(const SgemmRowsArgs& g);
 void sgemm_rows__avx2(const SgemmRowsArgs& g);
 void sgemm_rows__avx512(const SgemmRowsArgs& g);
+void sgemm_nt_ref(const SgemmNtArgs& g);
+void sgemm_nt__avx2(const SgemmNtArgs& g);
+void sgemm_nt__avx512(const SgemmNtArgs& g);
 void bias_relu_maxpool_f32_ref(const float* c, int64_t ldc, int oh, int ow, float bias, float* y, float* r, float* q,
                                bool spill);
 void bias_relu_maxpool_f32__avx512(const float* c, int64_t ldc, int oh, int ow, float bias, float* y, float* r,

@@ -2,7 +2,8 @@
 // Forward, stride 1: per image, out[OC, N] = W[OC, K] * B with B's rows pointing into the input
 // (conv_rows, no im2col). A whole-image kernel (LeNet's conv3): out[n][OC] = x[n][K] * W^T.
 // Otherwise, per tile of images: col[K = C*KH*KW, T*P] (P = OH*OW), out[OC, T*P] = W * col.
-// Backward: dW[OC, K] += dout[OC, T*P] * col^T (stride 1: from the row pointers, no im2col);
+// Backward: dW[OC, K] += dout[OC, T*P] * col^T (stride 1: dY and the input rows both along the
+// output pixels, no im2col);
 // dcol[K, T*P] = W^T * dout, then col2im.
 #include <fmt/core.h>
 
@@ -172,10 +173,10 @@ void conv_rows(const Conv2d& l, const Geometry& g, const Tensor& in, int n0, int
   }
 }
 
-// dW[OC, K] += sum over images [n0, n1) of dY * X^T, stride 1, without im2col: as the transpose
-// dW^T[K, OC] = X[K, N] * dY^T[N, OC] with X's rows from image_rows and dY^T in the same wide
-// column order n = oy*WP + ox (zero rows for the wrap columns ox >= OW).
-void weight_grad_rows(const Conv2d& l, const Geometry& g, const Tensor& in, const Tensor& dout, int n0, int n1,
+// As weight_grad_rows, as the transpose dW^T[K, OC] = X[K, N] * dY^T[N, OC] (sgemm_rows) with
+// dY^T in the wide column order (zero rows for the wrap columns): with 16 or more output
+// channels the lanes run along OC, full, and the reduction is not split across lanes.
+void weight_grad_transposed(const Conv2d& l, const Geometry& g, const Tensor& in, const Tensor& dout, int n0, int n1,
                       Tensor& dw) {
   const int K = g.kdim(), oc = l.out_ch, wp = g.w + 2 * l.pad, N = (g.oh - 1) * wp + g.ow;
   const int64_t in_stride = int64_t{g.c} * g.h * g.w, out_stride = int64_t{oc} * g.p();
@@ -196,6 +197,37 @@ void weight_grad_rows(const Conv2d& l, const Geometry& g, const Tensor& in, cons
   }
   for (int o = 0; o < oc; ++o)
     for (int k = 0; k < K; ++k) dw[int64_t{o} * K + k] += dwt[int64_t{k} * oc + o];
+}
+
+// dW[OC, K] += sum over images [n0, n1) of dY * X^T, stride 1, without im2col (sgemm_nt): X's
+// rows from image_rows and dY's rows in the same wide column order n = oy*WP + ox, zero in the
+// wrap columns ox >= OW. Both run along n, the lanes too: no transposes, and no lanes idle when
+// OC is below the vector width (conv1's 6); from 16 channels on, weight_grad_transposed.
+void weight_grad_rows(const Conv2d& l, const Geometry& g, const Tensor& in, const Tensor& dout, int n0, int n1,
+                      Tensor& dw) {
+  if (l.out_ch >= 16) {
+    weight_grad_transposed(l, g, in, dout, n0, n1, dw);
+    return;
+  }
+  const int K = g.kdim(), oc = l.out_ch, wp = g.w + 2 * l.pad, N = (g.oh - 1) * wp + g.ow;
+  const int64_t in_stride = int64_t{g.c} * g.h * g.w, out_stride = int64_t{oc} * g.p();
+  float* dyw = room(tl.dyt, int64_t{oc} * N);
+  tl.brows.resize(static_cast<size_t>(oc));
+  for (int o = 0; o < oc; ++o) tl.brows[size_t(o)] = dyw + int64_t{o} * N;
+  const SgemmNtFn sgemm_nt = kernels().sgemm_nt;
+  for (int b = n0; b < n1; ++b) {
+    const float* dy = dout.data() + b * out_stride;
+    for (int o = 0; o < oc; ++o)
+      for (int oy = 0; oy < g.oh; ++oy) {
+        float* d = dyw + int64_t{o} * N + int64_t{oy} * wp;
+        const float* s = dy + (int64_t{o} * g.oh + oy) * g.ow;
+        for (int ox = 0; ox < g.ow; ++ox) d[ox] = s[ox];
+        if (oy + 1 < g.oh)
+          for (int ox = g.ow; ox < wp; ++ox) d[ox] = 0.0f;
+      }
+    const float* const* rows = image_rows(l, g, in.data() + b * in_stride);
+    sgemm_nt({oc, K, N, tl.brows.data(), rows, dw.data(), K, true});
+  }
 }
 
 }  // namespace

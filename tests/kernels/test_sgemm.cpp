@@ -89,6 +89,38 @@ TEST(Sgemm, RowsEveryIsaMatchesReference) {
   }
 }
 
+// C (+)= A * B^T by row pointers on every ISA against the reference on the same rows, within a
+// tolerance that grows with k; each row is its own exactly-sized allocation, so ASan reports a
+// read past k. Shapes around the tiles (6 x 4, 4 x 3) and the vector lengths (16, 8).
+TEST(Sgemm, NtEveryIsaMatchesReference) {
+  Rng rng(45);
+  for (Isa isa : {Isa::ref, Isa::avx2, Isa::avx512}) {
+    const KernelTable* t = kernels_for(isa);
+    if (!t) continue;
+    for (int m : {1, 3, 4, 5, 6, 7, 12, 13, 16})
+      for (int n : {1, 2, 3, 4, 5, 7, 16, 25, 150})
+        for (int k : {0, 1, 7, 8, 9, 15, 16, 17, 136, 892}) {
+          const bool accumulate = (m + n + k) % 2 == 1;
+          std::vector<std::vector<float>> a(static_cast<size_t>(m)), b(static_cast<size_t>(n));
+          std::vector<const float*> ar, br;
+          for (auto* rows : {&a, &b})
+            for (auto& row : *rows) {
+              row.resize(static_cast<size_t>(k));
+              for (float& v : row) v = rng.uniform(-1, 1);
+              (rows == &a ? ar : br).push_back(row.data());
+            }
+          std::vector<float> c(size_t(m) * (n + 2)), r;
+          for (float& v : c) v = rng.uniform(-1, 1);
+          r = c;
+          t->sgemm_nt({m, n, k, ar.data(), br.data(), c.data(), n + 2, accumulate});
+          sgemm_nt_ref({m, n, k, ar.data(), br.data(), r.data(), n + 2, accumulate});
+          const float tol = 8e-6f * std::sqrt(static_cast<float>(k) + 1);
+          for (size_t i = 0; i < c.size(); ++i)
+            ASSERT_NEAR(c[i], r[i], tol) << isa_name(isa) << " m=" << m << " n=" << n << " k=" << k << " index=" << i;
+        }
+  }
+}
+
 // The conv -> ReLU -> max pool epilogue of every ISA against the reference, bit for bit, on
 // values with NaN, -0 and ties; odd and even sizes; nothing written past a plane without spill,
 // at most 15 floats past it with spill.

@@ -24,4 +24,14 @@ void sgemm_rows_ref(const SgemmRowsArgs& g) {
     }
 }
 
+void sgemm_nt_ref(const SgemmNtArgs& g) {
+  for (int i = 0; i < g.m; ++i)
+    for (int j = 0; j < g.n; ++j) {
+      float s = 0.0f;
+      for (int p = 0; p < g.k; ++p) s += g.a_rows[i][p] * g.b_rows[j][p];
+      float* c = g.c + i * g.ldc + j;
+      *c = g.accumulate ? *c + s : s;
+    }
+}
+
 }  // namespace lowbit
