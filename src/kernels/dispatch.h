@@ -73,12 +73,20 @@ using SgemmNtFn = void (*)(const SgemmNtArgs&);
 using BiasReluMaxpoolFn = void (*)(const float* c, int64_t ldc, int oh, int ow, float bias, float* y, float* r,
                                    float* q, bool spill);
 
+// The backward of ReLU -> 2x2/2 max pool, one plane: dy = the gradient at the ReLU's input y
+// (oh x ow) from dq, the pool output's gradient (oh/2 x ow/2), with r = relu(y) the pool's input:
+// dy[p] = 0 + dq[window of p] where p is its window's first maximum of r (order (0,0), (0,1),
+// (1,0), (1,1), strict >, as Pool2d::backward) and y[p] > 0, else 0; rows and columns outside
+// the windows get 0. Exactly Pool2d::backward then Activation::backward (bit for bit).
+using ReluMaxpoolBackwardFn = void (*)(const float* y, const float* r, const float* dq, int oh, int ow, float* dy);
+
 struct KernelTable {
   Isa isa;
   SgemmFn sgemm;
   SgemmRowsFn sgemm_rows;
   SgemmNtFn sgemm_nt;
   BiasReluMaxpoolFn bias_relu_maxpool_f32;
+  ReluMaxpoolBackwardFn relu_maxpool_backward_f32;
   // ---- int8 kernels (engine) are added below this line ----
   // Integer kernels: contracts and argument structs in kernels/qkernels.h (the elaborated
   // `struct X` names declare those structs here without including that header).

@@ -20,6 +20,8 @@ void bias_relu_maxpool_f32_ref(const float* c, int64_t ldc, int oh, int ow, floa
                                bool spill);
 void bias_relu_maxpool_f32__avx512(const float* c, int64_t ldc, int oh, int ow, float bias, float* y, float* r,
                                    float* q, bool spill);
+void relu_maxpool_backward_f32_ref(const float* y, const float* r, const float* dq, int oh, int ow, float* dy);
+void relu_maxpool_backward_f32__avx512(const float* y, const float* r, const float* dq, int oh, int ow, float* dy);
 
 // Blocking shared by the SIMD drivers: K in slices of kSgemmKc, N in slices of kSgemmNc.
 constexpr int kSgemmKc = 256;

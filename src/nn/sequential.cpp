@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "kernels/dispatch.h"
 #include "lowbit/nn.h"
 #include "nn/parallel.h"
 
@@ -85,13 +86,35 @@ void Sequential::backward(const Tensor& dout, size_t end) {
         views[static_cast<size_t>(th)][i].push_back(&store[k++]);
       }
   }
+  // ReLU -> MaxPool2d(2, 2): one pass from the pool's output gradient to the ReLU's input
+  // gradient (the pool's input gradient, mostly zeros, is never written).
+  std::vector<bool> fused(end, false);
+  for (size_t i = 1; i < end; ++i) {
+    const auto* act = dynamic_cast<const Activation*>(layers_[i - 1].get());
+    const auto* pool = dynamic_cast<const Pool2d*>(layers_[i].get());
+    fused[i] = act && act->kind == ActKind::relu && pool && pool->kind == PoolKind::max && pool->kernel == 2 &&
+               pool->stride == 2 && acts_[i].rank() == 4;
+  }
+  const ReluMaxpoolBackwardFn relu_maxpool_backward = kernels().relu_maxpool_backward_f32;
   run_threads(nthreads, [&](int th, int nth) {
     Slice s = thread_slice(tiles, th, nth);
     for (int t = s.begin; t < s.end; ++t) {
       int n0 = t * tile, n1 = std::min(N, n0 + tile);
-      for (size_t i = end; i-- > 0;)
+      for (size_t i = end; i-- > 0;) {
+        if (fused[i]) {  // layer i - 1 is the ReLU, i the pool
+          const Tensor &y = acts_[i - 1], &r = acts_[i], &dq = grads_[i + 1];
+          const int C = r.dim(1), H = r.dim(2), W = r.dim(3);
+          const int64_t plane = int64_t{H} * W, pooled = int64_t{H / 2} * (W / 2);
+          if (i - 1 > 0)
+            for (int64_t pl = int64_t{n0} * C; pl < int64_t{n1} * C; ++pl)
+              relu_maxpool_backward(y.data() + pl * plane, r.data() + pl * plane, dq.data() + pl * pooled, H, W,
+                                    grads_[i - 1].data() + pl * plane);
+          --i;
+          continue;
+        }
         layers_[i]->backward(acts_[i], acts_[i + 1], grads_[i + 1], i > 0 ? &grads_[i] : nullptr, n0, n1,
                              views[static_cast<size_t>(th)][i]);
+      }
     }
   });
   for (int th = 0; th < nthreads; ++th)

@@ -172,6 +172,57 @@ TEST(BiasReluMaxpool, ReferenceIsReluThenMaxPool) {
   for (int64_t i = 0; i < pool.numel(); ++i) ASSERT_EQ(std::memcmp(&q[size_t(i)], &pool[i], 4), 0) << i;
 }
 
+// The fused backward against the layers' own backward passes (max pool, then ReLU), bit for bit,
+// on planes with ties (the first maximum wins), exact zeros, -0 gradients and NaN.
+TEST(ReluMaxpoolBackward, ReferenceIsPoolThenReluBackward) {
+  Rng rng(46);
+  for (int oh : {2, 5, 6})
+    for (int ow : {2, 7, 10, 33}) {
+      Tensor x(Shape{1, 1, oh, ow}), relu(Shape{1, 1, oh, ow}), pool(Shape{1, 1, oh / 2, ow / 2});
+      for (int64_t i = 0; i < x.numel(); ++i) {
+        const uint64_t kind = rng.below(8);
+        x[i] = kind == 0 ? std::nanf("") : kind == 1 ? -0.0f : kind == 2 ? 0.5f : kind == 3 ? -1.0f : rng.uniform(-2, 2);
+      }
+      Tensor dq(pool.shape()), dr(x.shape()), dx(x.shape());
+      for (int64_t i = 0; i < dq.numel(); ++i) dq[i] = i % 5 == 0 ? -0.0f : rng.uniform(-1, 1);
+      Activation act(ActKind::relu);
+      Pool2d mp(PoolKind::max, 2, 2);
+      act.forward(x, relu);
+      mp.forward(relu, pool);
+      mp.backward(relu, pool, dq, &dr);
+      act.backward(x, relu, dr, &dx);
+      std::vector<float> got(size_t(x.numel()), 7.0f);
+      relu_maxpool_backward_f32_ref(x.data(), relu.data(), dq.data(), oh, ow, got.data());
+      for (int64_t i = 0; i < dx.numel(); ++i)
+        ASSERT_EQ(std::memcmp(&got[size_t(i)], &dx[i], 4), 0) << "oh=" << oh << " ow=" << ow << " at " << i;
+    }
+}
+
+TEST(ReluMaxpoolBackward, EveryIsaMatchesReference) {
+  Rng rng(47);
+  const float kGuard = 12345.0f;
+  for (Isa isa : {Isa::avx2, Isa::avx512}) {
+    const KernelTable* t = kernels_for(isa);
+    if (!t) continue;
+    for (int oh = 1; oh <= 9; ++oh)
+      for (int ow = 1; ow <= 40; ++ow) {
+        const size_t plane = size_t(oh) * size_t(ow);
+        std::vector<float> y(plane), r(plane), dq(size_t(oh / 2) * size_t(ow / 2) + 1);
+        for (size_t i = 0; i < plane; ++i) {
+          const uint64_t kind = rng.below(10);
+          y[i] = kind == 0 ? std::nanf("") : kind == 1 ? -0.0f : kind < 4 ? 0.5f : rng.uniform(-2, 2);
+          r[i] = y[i] > 0.0f ? y[i] : 0.0f;
+        }
+        for (float& v : dq) v = rng.below(6) == 0 ? -0.0f : rng.uniform(-1, 1);
+        std::vector<float> want(plane + 16, kGuard), got(plane + 16, kGuard);
+        relu_maxpool_backward_f32_ref(y.data(), r.data(), dq.data(), oh, ow, want.data());
+        t->relu_maxpool_backward_f32(y.data(), r.data(), dq.data(), oh, ow, got.data());
+        ASSERT_EQ(0, std::memcmp(want.data(), got.data(), (plane + 16) * sizeof(float)))
+            << isa_name(isa) << " oh=" << oh << " ow=" << ow;
+      }
+  }
+}
+
 TEST(Sgemm, ZeroKClearsOrKeeps) {
   for (Isa isa : {Isa::ref, Isa::avx2, Isa::avx512}) {
     const KernelTable* t = kernels_for(isa);

@@ -1,5 +1,5 @@
-// AVX-512 FP32 conv epilogue fused with ReLU and 2x2 max pooling, bit-equal to
-// bias_relu_maxpool_f32_ref (contract in kernels/dispatch.h). Every output is one IEEE add or a
+// AVX-512 FP32 conv epilogue fused with ReLU and 2x2 max pooling, and its backward, bit-equal to
+// bias_relu_maxpool_f32_ref and relu_maxpool_backward_f32_ref (contracts in kernels/dispatch.h). Every output is one IEEE add or a
 // max, so vector order changes nothing. ReLU as vmaxps(v, 0): it returns its second operand for
 // a NaN or a zero of either sign, exactly what v > 0 ? v : 0 gives. The pooled values are ReLU
 // outputs (no NaN, no -0), where max is order-free.
@@ -65,6 +65,58 @@ void bias_relu_maxpool_f32__avx512(const float* c, int64_t ldc, int oh, int ow, 
   if (oy < oh)  // a last odd row: not pooled
     for (int x = 0; x < ow; x += 16)
       bias_relu(c + oy * ldc + x, first(ow - x), whole(oy, x), b, y + oy * ow + x, r + oy * ow + x);
+}
+
+// Rows of up to 32 values in pairs: the four positions of 16 windows de-interleaved into four
+// vectors (even / odd columns of the two rows), the first maximum chosen with the reference's
+// strict compares in its order, and the gradient put back at that position where y > 0.
+void relu_maxpool_backward_f32__avx512(const float* y, const float* r, const float* dq, int oh, int ow, float* dy) {
+  if (ow > 32) {
+    relu_maxpool_backward_f32_ref(y, r, dq, oh, ow, dy);
+    return;
+  }
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);  // interleave
+  const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  const __m512 zero = _mm512_setzero_ps();
+  const int pw = ow / 2;
+  const __mmask16 m0 = first(ow), m1 = first(ow - 16), mq = first(pw);
+  const __mmask16 pooled_lo = first(2 * pw), pooled_hi = first(2 * pw - 16);  // columns inside windows
+  int oy = 0;
+  for (; oy + 1 < oh; oy += 2) {
+    const float *ra = r + oy * ow, *rb = ra + ow, *ya = y + oy * ow, *yb = ya + ow;
+    auto split = [&](const float* row, __m512& ev, __m512& od) {
+      const __m512 v0 = _mm512_maskz_loadu_ps(m0, row), v1 = _mm512_maskz_loadu_ps(m1, row + 16);
+      ev = _mm512_permutex2var_ps(v0, even, v1);
+      od = _mm512_permutex2var_ps(v0, odd, v1);
+    };
+    __m512 r00, r01, r10, r11, y00, y01, y10, y11;  // r[row][column parity] of 16 windows
+    split(ra, r00, r01);
+    split(rb, r10, r11);
+    split(ya, y00, y01);
+    split(yb, y10, y11);
+    // best = 0; r01 > best -> 1; r10 > r[best] -> 2; r11 > r[best] -> 3
+    __m512 bv = r00;
+    const __mmask16 g1 = _mm512_cmp_ps_mask(r01, bv, _CMP_GT_OQ);
+    bv = _mm512_mask_mov_ps(bv, g1, r01);
+    const __mmask16 g2 = _mm512_cmp_ps_mask(r10, bv, _CMP_GT_OQ);
+    bv = _mm512_mask_mov_ps(bv, g2, r10);
+    const __mmask16 g3 = _mm512_cmp_ps_mask(r11, bv, _CMP_GT_OQ);
+    const __mmask16 s3 = g3, s2 = g2 & ~g3, s1 = g1 & ~g2 & ~g3, s0 = ~(g1 | g2 | g3);
+    const __m512 g = _mm512_add_ps(zero, _mm512_maskz_loadu_ps(mq, dq + (oy / 2) * pw));
+    auto pick = [&](__mmask16 sel, __m512 yv) {
+      return _mm512_maskz_mov_ps(sel & _mm512_cmp_ps_mask(yv, zero, _CMP_GT_OQ), g);
+    };
+    const __m512 d00 = pick(s0, y00), d01 = pick(s1, y01), d10 = pick(s2, y10), d11 = pick(s3, y11);
+    float *da = dy + oy * ow, *db = da + ow;
+    _mm512_mask_storeu_ps(da, m0, _mm512_maskz_permutex2var_ps(pooled_lo, d00, lo, d01));
+    _mm512_mask_storeu_ps(da + 16, m1, _mm512_maskz_permutex2var_ps(pooled_hi, d00, hi, d01));
+    _mm512_mask_storeu_ps(db, m0, _mm512_maskz_permutex2var_ps(pooled_lo, d10, lo, d11));
+    _mm512_mask_storeu_ps(db + 16, m1, _mm512_maskz_permutex2var_ps(pooled_hi, d10, hi, d11));
+  }
+  if (oy < oh)  // a last odd row: outside every window
+    for (int x = 0; x < ow; x += 16) _mm512_mask_storeu_ps(dy + oy * ow + x, first(ow - x), zero);
 }
 
 }  // namespace lowbit

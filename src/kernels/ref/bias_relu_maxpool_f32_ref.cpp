@@ -1,5 +1,6 @@
-// Scalar reference of the FP32 conv epilogue fused with ReLU and 2x2 max pooling (contract in
-// kernels/dispatch.h, BiasReluMaxpoolFn): the same expressions as Conv2d + Activation + Pool2d.
+// Scalar references of the FP32 conv epilogue fused with ReLU and 2x2 max pooling and of its
+// backward (contracts in kernels/dispatch.h, BiasReluMaxpoolFn and ReluMaxpoolBackwardFn): the
+// same expressions as Conv2d + Activation + Pool2d.
 #include <algorithm>
 
 #include "kernels/sgemm.h"
@@ -20,6 +21,19 @@ void bias_relu_maxpool_f32_ref(const float* c, int64_t ldc, int oh, int ow, floa
       const float* r0 = r + (2 * py) * ow + 2 * px;
       const float* r1 = r0 + ow;
       q[py * pw + px] = std::max(std::max(r0[0], r0[1]), std::max(r1[0], r1[1]));
+    }
+}
+
+void relu_maxpool_backward_f32_ref(const float* y, const float* r, const float* dq, int oh, int ow, float* dy) {
+  std::fill(dy, dy + int64_t{oh} * ow, 0.0f);
+  const int ph = oh / 2, pw = ow / 2;
+  for (int py = 0; py < ph; ++py)
+    for (int px = 0; px < pw; ++px) {
+      const int base = 2 * py * ow + 2 * px;
+      int best = base;
+      for (int p : {base + 1, base + ow, base + ow + 1})
+        if (r[p] > r[best]) best = p;
+      if (y[best] > 0.0f) dy[best] = 0.0f + dq[py * pw + px];
     }
 }
 
