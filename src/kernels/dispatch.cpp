@@ -49,6 +49,7 @@ static KernelTable make_table(Isa isa) {
     case Isa::avx512: t.sgemm = sgemm_6x32__avx512, t.sgemm_rows = sgemm_rows__avx512, t.sgemm_nt = sgemm_nt__avx512; break;
   }
   t.bias_relu_maxpool_f32 = isa == Isa::avx512 ? bias_relu_maxpool_f32__avx512 : bias_relu_maxpool_f32_ref;
+  t.col2im_f32 = isa == Isa::avx512 ? col2im_f32__avx512 : col2im_f32_ref;
   t.relu_maxpool_backward_f32 = isa == Isa::avx512 ? relu_maxpool_backward_f32__avx512 : relu_maxpool_backward_f32_ref;
   // ---- int8 kernels (engine) ----
   t.qavgpool2x2_u8 = qavgpool2x2_u8_ref;

@@ -80,6 +80,18 @@ using BiasReluMaxpoolFn = void (*)(const float* c, int64_t ldc, int oh, int ow, 
 // the windows get 0. Exactly Pool2d::backward then Activation::backward (bit for bit).
 using ReluMaxpoolBackwardFn = void (*)(const float* y, const float* r, const float* dq, int oh, int ow, float* dy);
 
+// col2im, the adjoint of im2col in Conv2d's backward: for images n < t, dx[n][ci][iy][ix] +=
+// col[(ci*k + ky)*k + kx][n*oh*ow + oy*ow + ox] (rows ld floats apart) for every tap with
+// iy = oy*stride - pad + ky, ix = ox*stride - pad + kx inside the h x w image. The contributions
+// to one element are added in (ky, kx) order on every ISA, so results are bit-identical.
+struct Col2imArgs {
+  const float* col;
+  int64_t ld;
+  int t, c, h, w, k, stride, pad, oh, ow;
+  float* dx;
+};
+using Col2imFn = void (*)(const Col2imArgs&);
+
 struct KernelTable {
   Isa isa;
   SgemmFn sgemm;
@@ -87,6 +99,7 @@ struct KernelTable {
   SgemmNtFn sgemm_nt;
   BiasReluMaxpoolFn bias_relu_maxpool_f32;
   ReluMaxpoolBackwardFn relu_maxpool_backward_f32;
+  Col2imFn col2im_f32;
   // ---- int8 kernels (engine) are added below this line ----
   // Integer kernels: contracts and argument structs in kernels/qkernels.h (the elaborated
   // `struct X` names declare those structs here without including that header).

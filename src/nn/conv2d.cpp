@@ -59,34 +59,6 @@ void im2col(const Geometry& g, const float* x, int t, float* col, int64_t ld) {
       }
 }
 
-// The adjoint of im2col: dx[images 0..t) += scattered dcol.
-void col2im(const Geometry& g, const float* col, int t, int64_t ld, float* dx) {
-  int P = g.p();
-  for (int ci = 0; ci < g.c; ++ci)
-    for (int ky = 0; ky < g.k; ++ky)
-      for (int kx = 0; kx < g.k; ++kx) {
-        const float* row = col + ((int64_t{ci} * g.k + ky) * g.k + kx) * ld;
-        for (int n = 0; n < t; ++n) {
-          float* plane = dx + (int64_t{n} * g.c + ci) * g.h * g.w;
-          const float* src = row + int64_t{n} * P;
-          for (int oy = 0; oy < g.oh; ++oy) {
-            int iy = oy * g.stride - g.pad + ky;
-            if (iy < 0 || iy >= g.h) continue;
-            if (g.stride == 1 && g.pad == 0) {
-              float* drow = plane + iy * g.w + kx;
-              const float* srow = src + oy * g.ow;
-              for (int ox = 0; ox < g.ow; ++ox) drow[ox] += srow[ox];
-              continue;
-            }
-            for (int ox = 0; ox < g.ow; ++ox) {
-              int ix = ox * g.stride - g.pad + kx;
-              if (ix >= 0 && ix < g.w) plane[iy * g.w + ix] += src[oy * g.ow + ox];
-            }
-          }
-        }
-      }
-}
-
 // Images per GEMM: enough columns to fill the register tiles (conv3 has P = 1).
 int tile_images(int P) { return std::max(1, 256 / P); }
 
@@ -344,7 +316,8 @@ void Conv2d::backward(const Tensor& in, const Tensor& out, const Tensor& dout, T
       // dcol[K, cols] = W^T * dy
       room(tl.grad, K * cols);
       sgemm({K, static_cast<int>(cols), out_ch, weight.data(), 1, K, dy, cols, 1, tl.grad.data(), cols, false});
-      col2im(g, tl.grad.data(), t, cols, din->data() + b * in_stride);
+      kernels().col2im_f32({tl.grad.data(), cols, t, g.c, g.h, g.w, g.k, g.stride, g.pad, g.oh, g.ow,
+                            din->data() + b * in_stride});
     }
   }
 }

@@ -223,6 +223,37 @@ TEST(ReluMaxpoolBackward, EveryIsaMatchesReference) {
   }
 }
 
+// col2im of every ISA against the reference, bit for bit (the same addition order per element):
+// strides 1 and 2, padding, kernels 1..5, rows up to 70 wide (past the SIMD kernel's 64), and
+// a row stride ld larger than the columns used.
+TEST(Col2im, EveryIsaMatchesReference) {
+  Rng rng(48);
+  for (Isa isa : {Isa::avx2, Isa::avx512}) {
+    const KernelTable* t = kernels_for(isa);
+    if (!t) continue;
+    for (int k = 1; k <= 5; ++k)
+      for (int stride : {1, 2})
+        for (int pad = 0; pad <= 2; ++pad)
+          for (int hw : {5, 10, 14, 17, 33, 64, 70}) {
+            if (hw + 2 * pad < k) continue;
+            const int c = 1 + static_cast<int>(rng.below(3)), imgs = 1 + static_cast<int>(rng.below(3));
+            const int h = hw, w = hw - static_cast<int>(rng.below(3)) > 0 ? hw - static_cast<int>(rng.below(3)) : hw;
+            if (w + 2 * pad < k) continue;
+            const int oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
+            const int64_t ld = int64_t{imgs} * oh * ow + static_cast<int>(rng.below(5));
+            std::vector<float> col(size_t(c) * k * k * size_t(ld));
+            for (float& v : col) v = rng.uniform(-1, 1);
+            std::vector<float> want(size_t(imgs) * c * h * w + 16);
+            for (float& v : want) v = rng.uniform(-1, 1);
+            std::vector<float> got = want;
+            col2im_f32_ref({col.data(), ld, imgs, c, h, w, k, stride, pad, oh, ow, want.data()});
+            t->col2im_f32({col.data(), ld, imgs, c, h, w, k, stride, pad, oh, ow, got.data()});
+            ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float)))
+                << isa_name(isa) << " k=" << k << " stride=" << stride << " pad=" << pad << " h=" << h << " w=" << w;
+          }
+  }
+}
+
 TEST(Sgemm, ZeroKClearsOrKeeps) {
   for (Isa isa : {Isa::ref, Isa::avx2, Isa::avx512}) {
     const KernelTable* t = kernels_for(isa);

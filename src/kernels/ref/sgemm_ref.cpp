@@ -1,4 +1,4 @@
-// Reference FP32 GEMM: the specification and test oracle for the SIMD versions.
+// Reference FP32 GEMMs and col2im: the specification and test oracle for the SIMD versions.
 #include "kernels/sgemm.h"
 
 namespace lowbit {
@@ -32,6 +32,27 @@ void sgemm_nt_ref(const SgemmNtArgs& g) {
       float* c = g.c + i * g.ldc + j;
       *c = g.accumulate ? *c + s : s;
     }
+}
+
+void col2im_f32_ref(const Col2imArgs& a) {
+  const int P = a.oh * a.ow;
+  for (int ci = 0; ci < a.c; ++ci)
+    for (int ky = 0; ky < a.k; ++ky)
+      for (int kx = 0; kx < a.k; ++kx) {
+        const float* row = a.col + ((int64_t{ci} * a.k + ky) * a.k + kx) * a.ld;
+        for (int n = 0; n < a.t; ++n) {
+          float* plane = a.dx + (int64_t{n} * a.c + ci) * a.h * a.w;
+          const float* src = row + int64_t{n} * P;
+          for (int oy = 0; oy < a.oh; ++oy) {
+            const int iy = oy * a.stride - a.pad + ky;
+            if (iy < 0 || iy >= a.h) continue;
+            for (int ox = 0; ox < a.ow; ++ox) {
+              const int ix = ox * a.stride - a.pad + kx;
+              if (ix >= 0 && ix < a.w) plane[iy * a.w + ix] += src[oy * a.ow + ox];
+            }
+          }
+        }
+      }
 }
 
 }  // namespace lowbit
