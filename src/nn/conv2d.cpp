@@ -294,6 +294,15 @@ void Conv2d::backward(const Tensor& in, const Tensor& out, const Tensor& dout, T
         (*grads[1])[o] += sum;
       }
   if (rows && !din) return;
+  // A kernel covering the unpadded image (conv3), as in forward: a Linear layer on x[n][K], so
+  // dW[OC, K] += dY^T X and dX[n][K] = dY W over the whole slice, no im2col, col2im or transposes.
+  if (P == 1 && pad == 0 && g.h == kernel && g.w == kernel) {
+    const int t = n1 - n0;
+    const float* dy = dout.data() + n0 * out_stride;  // [t][OC]
+    sgemm({out_ch, K, t, dy, 1, out_ch, in.data() + n0 * in_stride, K, 1, grads[0]->data(), K, true});
+    if (din) sgemm({t, K, out_ch, dy, out_ch, 1, weight.data(), K, 1, din->data() + n0 * in_stride, K, false});
+    return;
+  }
   if (din) std::fill(din->data() + n0 * in_stride, din->data() + n1 * in_stride, 0.0f);
   for (int b = n0; b < n1; b += T) {
     int t = std::min(T, n1 - b);

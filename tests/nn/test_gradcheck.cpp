@@ -78,7 +78,8 @@ Tensor kink_free_input(const Shape& s, uint64_t seed) {
 TEST(GradCheck, Conv2dAllGeometries) {
   struct Case { int c, oc, k, stride, pad, h; bool bias; };
   for (Case cs : {Case{1, 2, 3, 1, 0, 6, false}, Case{2, 3, 3, 2, 1, 7, true}, Case{3, 2, 1, 1, 0, 4, true},
-                  Case{2, 2, 5, 1, 2, 5, false}, Case{2, 17, 3, 1, 1, 5, true}}) {  // 17: dW with lanes along OC
+                  Case{2, 2, 5, 1, 2, 5, false}, Case{2, 17, 3, 1, 1, 5, true},  // 17: dW with lanes along OC
+                  Case{3, 4, 3, 1, 0, 3, true}}) {  // the kernel covers the image (as conv3)
     Conv2d l(cs.c, cs.oc, cs.k, cs.stride, cs.pad, cs.bias);
     Rng rng(3);
     l.init(rng);
