@@ -48,12 +48,13 @@ struct SgemmRowsArgs {
 using SgemmRowsFn = void (*)(const SgemmRowsArgs&);
 constexpr int kSgemmRowsSlack = 32;
 
-// C[m, n] (+)= sum_{p < k} A(i, p) * B(j, p) with both operands given by row pointers along the
-// reduction: A(i, p) = a_rows[i][p], B(j, p) = b_rows[j][p] (C = A * B^T). Rows are read exactly
-// k floats long. A weight gradient dW[OC, K] = dY[OC, N] * X^T: dY's rows and the im2col rows of
-// a stride-1 conv (pointers into its input) are both contiguous along the N output pixels, so
-// the lanes run along N and no operand is transposed. SIMD versions sum in lanes, then across
-// them: results equal the reference within float rounding, not bit for bit.
+// C[m, n] (+)= sum_{s < segments} sum_{p < k} A(s, i, p) * B(s, j, p) with both operands given by
+// row pointers along the reduction: A(s, i, p) = a_rows[s*m + i][p], B(s, j, p) = b_rows[s*n + j][p]
+// (C = A * B^T summed over segments). Rows are read exactly k floats long. A weight gradient
+// dW[OC, K] = sum over images of dY[OC, N] * X^T: dY's rows and the im2col rows of a stride-1 conv
+// (pointers into its input) both run along the N output pixels, so the lanes do too and no
+// operand is transposed; one segment per image. SIMD versions keep partial sums in lanes over all
+// segments and add across lanes once: results equal the reference within float rounding.
 struct SgemmNtArgs {
   int m, n, k;
   const float* const* a_rows;
@@ -61,6 +62,7 @@ struct SgemmNtArgs {
   float* c;
   int64_t ldc;
   bool accumulate;
+  int segments = 1;
 };
 using SgemmNtFn = void (*)(const SgemmNtArgs&);
 

@@ -63,8 +63,8 @@ void im2col(const Geometry& g, const float* x, int t, float* col, int64_t ld) {
 int tile_images(int P) { return std::max(1, 256 / P); }
 
 struct Scratch {
-  AlignedVector<float> col, out, grad, xp, dyt, dwt;
-  std::vector<const float*> rows, brows;
+  AlignedVector<float> col, out, grad, xp, dyt;
+  std::vector<const float*> rows, arows, brows;
 };
 thread_local Scratch tl;
 
@@ -145,60 +145,40 @@ void conv_rows(const Conv2d& l, const Geometry& g, const Tensor& in, int n0, int
   }
 }
 
-// As weight_grad_rows, as the transpose dW^T[K, OC] = X[K, N] * dY^T[N, OC] (sgemm_rows) with
-// dY^T in the wide column order (zero rows for the wrap columns): with 16 or more output
-// channels the lanes run along OC, full, and the reduction is not split across lanes.
-void weight_grad_transposed(const Conv2d& l, const Geometry& g, const Tensor& in, const Tensor& dout, int n0, int n1,
-                      Tensor& dw) {
-  const int K = g.kdim(), oc = l.out_ch, wp = g.w + 2 * l.pad, N = (g.oh - 1) * wp + g.ow;
-  const int64_t in_stride = int64_t{g.c} * g.h * g.w, out_stride = int64_t{oc} * g.p();
-  float* dyt = room(tl.dyt, int64_t{N} * oc + kSgemmRowsSlack);
-  std::fill(dyt, dyt + int64_t{N} * oc + kSgemmRowsSlack, 0.0f);
-  tl.brows.resize(static_cast<size_t>(N));
-  for (int n = 0; n < N; ++n) tl.brows[size_t(n)] = dyt + int64_t{n} * oc;
-  float* dwt = room(tl.dwt, int64_t{K} * oc);
-  std::fill(dwt, dwt + int64_t{K} * oc, 0.0f);
-  const SgemmRowsFn sgemm_rows = kernels().sgemm_rows;
-  for (int b = n0; b < n1; ++b) {
-    const float* dy = dout.data() + b * out_stride;
-    for (int o = 0; o < oc; ++o)
-      for (int oy = 0; oy < g.oh; ++oy)
-        for (int ox = 0; ox < g.ow; ++ox) dyt[int64_t{oy * wp + ox} * oc + o] = dy[(int64_t{o} * g.oh + oy) * g.ow + ox];
-    const float* const* rows = image_rows(l, g, in.data() + b * in_stride);
-    sgemm_rows({K, oc, N, nullptr, 0, tl.brows.data(), dwt, oc, true, rows});
-  }
-  for (int o = 0; o < oc; ++o)
-    for (int k = 0; k < K; ++k) dw[int64_t{o} * K + k] += dwt[int64_t{k} * oc + o];
-}
-
 // dW[OC, K] += sum over images [n0, n1) of dY * X^T, stride 1, without im2col (sgemm_nt): X's
 // rows from image_rows and dY's rows in the same wide column order n = oy*WP + ox, zero in the
-// wrap columns ox >= OW. Both run along n, the lanes too: no transposes, and no lanes idle when
-// OC is below the vector width (conv1's 6); from 16 channels on, weight_grad_transposed.
+// wrap columns ox >= OW. Both run along n, the lanes too: no transposes and no idle lanes for any
+// OC; one segment per image, up to kSegments images per call so that the kernel's sums across
+// lanes are shared (unpadded inputs only: a padded image is copied to one scratch buffer).
 void weight_grad_rows(const Conv2d& l, const Geometry& g, const Tensor& in, const Tensor& dout, int n0, int n1,
                       Tensor& dw) {
-  if (l.out_ch >= 16) {
-    weight_grad_transposed(l, g, in, dout, n0, n1, dw);
-    return;
-  }
+  constexpr int kSegments = 16;
   const int K = g.kdim(), oc = l.out_ch, wp = g.w + 2 * l.pad, N = (g.oh - 1) * wp + g.ow;
   const int64_t in_stride = int64_t{g.c} * g.h * g.w, out_stride = int64_t{oc} * g.p();
-  float* dyw = room(tl.dyt, int64_t{oc} * N);
-  tl.brows.resize(static_cast<size_t>(oc));
-  for (int o = 0; o < oc; ++o) tl.brows[size_t(o)] = dyw + int64_t{o} * N;
+  const int per_call = l.pad == 0 ? kSegments : 1;
+  float* dyw = room(tl.dyt, int64_t{per_call} * oc * N);
+  tl.brows.resize(static_cast<size_t>(per_call) * oc);
+  tl.arows.resize(static_cast<size_t>(per_call) * K);
   const SgemmNtFn sgemm_nt = kernels().sgemm_nt;
-  for (int b = n0; b < n1; ++b) {
-    const float* dy = dout.data() + b * out_stride;
-    for (int o = 0; o < oc; ++o)
-      for (int oy = 0; oy < g.oh; ++oy) {
-        float* d = dyw + int64_t{o} * N + int64_t{oy} * wp;
-        const float* s = dy + (int64_t{o} * g.oh + oy) * g.ow;
-        for (int ox = 0; ox < g.ow; ++ox) d[ox] = s[ox];
-        if (oy + 1 < g.oh)
-          for (int ox = g.ow; ox < wp; ++ox) d[ox] = 0.0f;
+  for (int b0 = n0; b0 < n1; b0 += per_call) {
+    const int segs = std::min(per_call, n1 - b0);
+    for (int s = 0; s < segs; ++s) {
+      const float* dy = dout.data() + (b0 + s) * out_stride;
+      float* dys = dyw + int64_t{s} * oc * N;
+      for (int o = 0; o < oc; ++o) {
+        tl.brows[size_t(s * oc + o)] = dys + int64_t{o} * N;
+        for (int oy = 0; oy < g.oh; ++oy) {
+          float* d = dys + int64_t{o} * N + int64_t{oy} * wp;
+          const float* src = dy + (int64_t{o} * g.oh + oy) * g.ow;
+          for (int ox = 0; ox < g.ow; ++ox) d[ox] = src[ox];
+          if (oy + 1 < g.oh)
+            for (int ox = g.ow; ox < wp; ++ox) d[ox] = 0.0f;
+        }
       }
-    const float* const* rows = image_rows(l, g, in.data() + b * in_stride);
-    sgemm_nt({oc, K, N, tl.brows.data(), rows, dw.data(), K, true});
+      const float* const* rows = image_rows(l, g, in.data() + (b0 + s) * in_stride);
+      std::copy_n(rows, K, tl.arows.begin() + int64_t{s} * K);
+    }
+    sgemm_nt({oc, K, N, tl.brows.data(), tl.arows.data(), dw.data(), K, true, segs});
   }
 }
 

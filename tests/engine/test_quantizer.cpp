@@ -235,7 +235,8 @@ TEST(Quantizer, MseWeightClipNeverWorseThanMax) {
             ea += std::pow(double{w[at]} - a.weight[size_t(at)] * double{a.w_scale[size_t(c)]}, 2);
             eb += std::pow(double{w[at]} - b.weight[size_t(at)] * double{b.w_scale[size_t(c)]}, 2);
           }
-          EXPECT_LE(eb, ea * (1 + 1e-9)) << a.name << " group " << g << " wbits " << wbits;
+          // 1e-6: the search sums the float dequantized values, this the double products
+          EXPECT_LE(eb, ea * (1 + 1e-6)) << a.name << " group " << g << " wbits " << wbits;
           smaller += eb < ea * 0.999;
           const float ratio = b.w_scale[size_t(g * len / k)] / a.w_scale[size_t(g * len / k)];
           EXPECT_GE(ratio, 0.4999f) << a.name;

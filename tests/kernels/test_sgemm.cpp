@@ -89,9 +89,10 @@ TEST(Sgemm, RowsEveryIsaMatchesReference) {
   }
 }
 
-// C (+)= A * B^T by row pointers on every ISA against the reference on the same rows, within a
-// tolerance that grows with k; each row is its own exactly-sized allocation, so ASan reports a
-// read past k. Shapes around the tiles (6 x 4, 4 x 3) and the vector lengths (16, 8).
+// C (+)= sum over segments of A * B^T by row pointers on every ISA against the reference on the
+// same rows, within a tolerance that grows with the sum length; each row is its own exactly-sized
+// allocation, so ASan reports a read past k. Shapes around the tiles (6 x 4, 4 x 3) and the vector
+// lengths (16, 8); 1 to 3 segments.
 TEST(Sgemm, NtEveryIsaMatchesReference) {
   Rng rng(45);
   for (Isa isa : {Isa::ref, Isa::avx2, Isa::avx512}) {
@@ -101,7 +102,8 @@ TEST(Sgemm, NtEveryIsaMatchesReference) {
       for (int n : {1, 2, 3, 4, 5, 7, 16, 25, 150})
         for (int k : {0, 1, 7, 8, 9, 15, 16, 17, 136, 892}) {
           const bool accumulate = (m + n + k) % 2 == 1;
-          std::vector<std::vector<float>> a(static_cast<size_t>(m)), b(static_cast<size_t>(n));
+          const int segs = 1 + (m + n + k) % 3;
+          std::vector<std::vector<float>> a(size_t(segs) * m), b(size_t(segs) * n);
           std::vector<const float*> ar, br;
           for (auto* rows : {&a, &b})
             for (auto& row : *rows) {
@@ -112,11 +114,12 @@ TEST(Sgemm, NtEveryIsaMatchesReference) {
           std::vector<float> c(size_t(m) * (n + 2)), r;
           for (float& v : c) v = rng.uniform(-1, 1);
           r = c;
-          t->sgemm_nt({m, n, k, ar.data(), br.data(), c.data(), n + 2, accumulate});
-          sgemm_nt_ref({m, n, k, ar.data(), br.data(), r.data(), n + 2, accumulate});
-          const float tol = 8e-6f * std::sqrt(static_cast<float>(k) + 1);
+          t->sgemm_nt({m, n, k, ar.data(), br.data(), c.data(), n + 2, accumulate, segs});
+          sgemm_nt_ref({m, n, k, ar.data(), br.data(), r.data(), n + 2, accumulate, segs});
+          const float tol = 8e-6f * std::sqrt(static_cast<float>(segs * k) + 1);
           for (size_t i = 0; i < c.size(); ++i)
-            ASSERT_NEAR(c[i], r[i], tol) << isa_name(isa) << " m=" << m << " n=" << n << " k=" << k << " index=" << i;
+            ASSERT_NEAR(c[i], r[i], tol) << isa_name(isa) << " m=" << m << " n=" << n << " k=" << k << " segments=" << segs
+                                         << " index=" << i;
         }
   }
 }

@@ -1,7 +1,7 @@
 // C (+)= A * B^T with both operands by row pointers along the reduction (SgemmNtArgs in
 // kernels/dispatch.h), AVX-512. Register tile: 6 rows of A x 4 rows of B = 24 accumulators of 16
 // partial sums along p; per 16 p: 10 loads (the last masked), 24 FMAs. Each accumulator is summed
-// across its lanes once at the end of the tile. Rows past m or n read row 0 and are not stored.
+// across its lanes once, after every segment. Rows past m or n read row 0 and are not stored.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12 bug 105593, before the header
 #include <immintrin.h>
 
@@ -13,25 +13,27 @@ namespace {
 constexpr int MR = 6, NR = 4;
 
 void tile(const SgemmNtArgs& g, int i0, int rows, int j0, int cols) {
-  const float* a[MR];
-  const float* b[NR];
-  for (int r = 0; r < MR; ++r) a[r] = g.a_rows[i0 + (r < rows ? r : 0)];
-  for (int c = 0; c < NR; ++c) b[c] = g.b_rows[j0 + (c < cols ? c : 0)];
   __m512 acc[MR][NR];
   #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r)
     #pragma GCC unroll 8
     for (int c = 0; c < NR; ++c) acc[r][c] = _mm512_setzero_ps();
-  for (int p = 0; p < g.k; p += 16) {
-    const __mmask16 m = g.k - p >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (g.k - p)) - 1);
-    __m512 bv[NR];
-    #pragma GCC unroll 8
-    for (int c = 0; c < NR; ++c) bv[c] = _mm512_maskz_loadu_ps(m, b[c] + p);
-    #pragma GCC unroll 8
-    for (int r = 0; r < MR; ++r) {
-      const __m512 av = _mm512_maskz_loadu_ps(m, a[r] + p);
+  for (int seg = 0; seg < g.segments; ++seg) {
+    const float* a[MR];
+    const float* b[NR];
+    for (int r = 0; r < MR; ++r) a[r] = g.a_rows[int64_t{seg} * g.m + i0 + (r < rows ? r : 0)];
+    for (int c = 0; c < NR; ++c) b[c] = g.b_rows[int64_t{seg} * g.n + j0 + (c < cols ? c : 0)];
+    for (int p = 0; p < g.k; p += 16) {
+      const __mmask16 m = g.k - p >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (g.k - p)) - 1);
+      __m512 bv[NR];
       #pragma GCC unroll 8
-      for (int c = 0; c < NR; ++c) acc[r][c] = _mm512_fmadd_ps(av, bv[c], acc[r][c]);
+      for (int c = 0; c < NR; ++c) bv[c] = _mm512_maskz_loadu_ps(m, b[c] + p);
+      #pragma GCC unroll 8
+      for (int r = 0; r < MR; ++r) {
+        const __m512 av = _mm512_maskz_loadu_ps(m, a[r] + p);
+        #pragma GCC unroll 8
+        for (int c = 0; c < NR; ++c) acc[r][c] = _mm512_fmadd_ps(av, bv[c], acc[r][c]);
+      }
     }
   }
   #pragma GCC unroll 8

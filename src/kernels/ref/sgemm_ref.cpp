@@ -28,7 +28,10 @@ void sgemm_nt_ref(const SgemmNtArgs& g) {
   for (int i = 0; i < g.m; ++i)
     for (int j = 0; j < g.n; ++j) {
       float s = 0.0f;
-      for (int p = 0; p < g.k; ++p) s += g.a_rows[i][p] * g.b_rows[j][p];
+      for (int seg = 0; seg < g.segments; ++seg) {
+        const float *a = g.a_rows[seg * g.m + i], *b = g.b_rows[seg * g.n + j];
+        for (int p = 0; p < g.k; ++p) s += a[p] * b[p];
+      }
       float* c = g.c + i * g.ldc + j;
       *c = g.accumulate ? *c + s : s;
     }
