@@ -70,20 +70,21 @@ void Sequential::backward(const Tensor& dout, size_t end) {
   for (size_t i = 1; i < end; ++i) grads_[i].resize(acts_[i].shape());
   const int N = dout.dim(0), tiles = (N + tile - 1) / tile;
   const int nthreads = std::max(1, std::min(threads(), tiles));
-  // Per-thread parameter gradients: [thread][layer] -> one tensor per parameter.
+  // Per-thread parameter gradients: [thread][layer] -> one tensor per parameter, zeroed by their
+  // thread.
   thread_grads_.resize(static_cast<size_t>(nthreads));
   std::vector<std::vector<std::vector<Tensor*>>> views(static_cast<size_t>(nthreads), std::vector<std::vector<Tensor*>>(end));
-  size_t nparams = 0;
-  for (size_t i = 0; i < end; ++i) nparams += layers_[i]->params().size();
+  std::vector<Param> params;  // in layer order, as the views
+  for (size_t i = 0; i < end; ++i)
+    for (Param& p : layers_[i]->params()) params.push_back(p);
   for (int th = 0; th < nthreads; ++th) {
     auto& store = thread_grads_[static_cast<size_t>(th)];
-    store.resize(nparams);
+    store.resize(params.size());
     size_t k = 0;
     for (size_t i = 0; i < end; ++i)
-      for (Param& p : layers_[i]->params()) {
-        store[k].resize(p.value->shape());
-        store[k].zero();
-        views[static_cast<size_t>(th)][i].push_back(&store[k++]);
+      for (size_t j = 0; j < layers_[i]->params().size(); ++j, ++k) {
+        store[k].resize(params[k].value->shape());
+        views[static_cast<size_t>(th)][i].push_back(&store[k]);
       }
   }
   // ReLU -> MaxPool2d(2, 2): one pass from the pool's output gradient to the ReLU's input
@@ -97,6 +98,7 @@ void Sequential::backward(const Tensor& dout, size_t end) {
   }
   const ReluMaxpoolBackwardFn relu_maxpool_backward = kernels().relu_maxpool_backward_f32;
   run_threads(nthreads, [&](int th, int nth) {
+    for (Tensor& g : thread_grads_[static_cast<size_t>(th)]) g.zero();
     Slice s = thread_slice(tiles, th, nth);
     for (int t = s.begin; t < s.end; ++t) {
       int n0 = t * tile, n1 = std::min(N, n0 + tile);
@@ -117,14 +119,18 @@ void Sequential::backward(const Tensor& dout, size_t end) {
       }
     }
   });
-  for (int th = 0; th < nthreads; ++th)
-    for (size_t i = 0; i < end; ++i) {
-      auto ps = layers_[i]->params();
-      for (size_t j = 0; j < ps.size(); ++j) {
-        const Tensor& part = *views[static_cast<size_t>(th)][i][j];
-        for (int64_t e = 0; e < part.numel(); ++e) (*ps[j].grad)[e] += part[e];
+  // grad += the threads' parts in thread order, element by element (the same sums on any thread
+  // count running this loop); threads take slices of each parameter.
+  run_threads(nthreads, [&](int th, int nth) {
+    for (size_t k = 0; k < params.size(); ++k) {
+      float* g = params[k].grad->data();
+      const Slice s = thread_slice(static_cast<int>(params[k].grad->numel()), th, nth);
+      for (int part = 0; part < nthreads; ++part) {
+        const float* src = thread_grads_[static_cast<size_t>(part)][k].data();
+        for (int e = s.begin; e < s.end; ++e) g[e] += src[e];
       }
     }
+  });
 }
 
 void Layer::backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din) {

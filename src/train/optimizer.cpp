@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "lowbit/train.h"
+#include "nn/parallel.h"
 
 namespace lowbit {
 
@@ -23,36 +24,35 @@ std::vector<Tensor*> Optimizer::state() {
   return s;
 }
 
+// Element-wise updates: threads take slices of every parameter (the same bits on any count).
 void Optimizer::step() {
   ++steps;
   const float lr = cfg_.lr, wd = cfg_.weight_decay;
-  if (cfg_.optimizer == "sgd") {
-    const float mu = cfg_.momentum;
-    for (size_t i = 0; i < params_.size(); ++i) {
-      float *w = params_[i].value->data(), *g = params_[i].grad->data(), *v = m_[i].data();
-      const int64_t n = params_[i].value->numel();
-      for (int64_t j = 0; j < n; ++j) {
-        float d = g[j] + wd * w[j];
-        v[j] = steps == 1 ? d : mu * v[j] + d;  // PyTorch: the first step sets v = g
-        w[j] -= lr * v[j];
-      }
-    }
-    return;
-  }
-  const float b1 = cfg_.beta1, b2 = cfg_.beta2;
+  const bool sgd = cfg_.optimizer == "sgd";
+  const float mu = cfg_.momentum, b1 = cfg_.beta1, b2 = cfg_.beta2;
   const float c1 = 1.0f - std::pow(b1, static_cast<float>(steps));
   const float c2 = 1.0f - std::pow(b2, static_cast<float>(steps));
-  for (size_t i = 0; i < params_.size(); ++i) {
-    float *w = params_[i].value->data(), *g = params_[i].grad->data();
-    float *m = m_[i].data(), *v = v_[i].data();
-    const int64_t n = params_[i].value->numel();
-    for (int64_t j = 0; j < n; ++j) {
-      float d = g[j] + wd * w[j];
-      m[j] = b1 * m[j] + (1.0f - b1) * d;
-      v[j] = b2 * v[j] + (1.0f - b2) * d * d;
-      w[j] -= lr * (m[j] / c1) / (std::sqrt(v[j] / c2) + cfg_.eps);
+  run_threads(threads(), [&](int th, int nth) {
+    for (size_t i = 0; i < params_.size(); ++i) {
+      float *w = params_[i].value->data(), *g = params_[i].grad->data(), *m = m_[i].data();
+      const Slice s = thread_slice(static_cast<int>(params_[i].value->numel()), th, nth);
+      if (sgd) {
+        for (int j = s.begin; j < s.end; ++j) {
+          float d = g[j] + wd * w[j];
+          m[j] = steps == 1 ? d : mu * m[j] + d;  // the velocity; PyTorch: the first step sets v = g
+          w[j] -= lr * m[j];
+        }
+        continue;
+      }
+      float* v = v_[i].data();
+      for (int j = s.begin; j < s.end; ++j) {
+        float d = g[j] + wd * w[j];
+        m[j] = b1 * m[j] + (1.0f - b1) * d;
+        v[j] = b2 * v[j] + (1.0f - b2) * d * d;
+        w[j] -= lr * (m[j] / c1) / (std::sqrt(v[j] / c2) + cfg_.eps);
+      }
     }
-  }
+  });
 }
 
 }  // namespace lowbit
