@@ -34,17 +34,19 @@ void Optimizer::step() {
   const float c2 = 1.0f - std::pow(b2, static_cast<float>(steps));
   run_threads(threads(), [&](int th, int nth) {
     for (size_t i = 0; i < params_.size(); ++i) {
-      float *w = params_[i].value->data(), *g = params_[i].grad->data(), *m = m_[i].data();
+      float* __restrict w = params_[i].value->data();
+      const float* __restrict g = params_[i].grad->data();
+      float* __restrict m = m_[i].data();
       const Slice s = thread_slice(static_cast<int>(params_[i].value->numel()), th, nth);
       if (sgd) {
+        const float keep = steps == 1 ? 0.0f : mu;  // PyTorch: the first step sets the velocity v = g
         for (int j = s.begin; j < s.end; ++j) {
-          float d = g[j] + wd * w[j];
-          m[j] = steps == 1 ? d : mu * m[j] + d;  // the velocity; PyTorch: the first step sets v = g
+          m[j] = keep * m[j] + (g[j] + wd * w[j]);
           w[j] -= lr * m[j];
         }
         continue;
       }
-      float* v = v_[i].data();
+      float* __restrict v = v_[i].data();
       for (int j = s.begin; j < s.end; ++j) {
         float d = g[j] + wd * w[j];
         m[j] = b1 * m[j] + (1.0f - b1) * d;
