@@ -217,6 +217,7 @@ struct Runner {
       QModel q = quantize_model(fp32, calib, pc);
       row["calibration_seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
       row["weight_clip"] = q.info["weight_clip"];
+      row["bias_correction"] = q.info["bias_correction"];
       Engine e(q);
       row["accuracy"] = engine_accuracy(e, test_set.images, test_set.labels);
       Tensor sim;
