@@ -179,7 +179,7 @@ TEST(Engine, ConvWithoutIm2colMatchesNaiveInterpreter) {
       Engine e(q, t);
       if (isa == Isa::avx512 && avx512->qconv_maxpool_u8 && avx512->qconv_i32)
         EXPECT_NE(e.plan().find(std::string("conv: ") + c.path + " + max pool"), std::string::npos) << e.plan();
-      for (int batch : {1, 6}) {
+      for (int batch : {1, 5}) {  // odd: a ragged last tile of 4
         Tensor x(Shape{batch, c.c0, c.hw, c.hw}), logits;
         for (int64_t i = 0; i < x.numel(); ++i) x[i] = rng.uniform(-1.1f, 1.1f);
         e.run(x, logits);
