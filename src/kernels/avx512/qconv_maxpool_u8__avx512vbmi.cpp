@@ -7,9 +7,10 @@
 // ox+4g-pad .. ox+4g+3-pad of one input row: a single vpermb of that row (<= 64 bytes), with the
 // masked-out bytes (outside the image) set to the pad value. Each operand feeds the two output
 // rows of a pooled row that use that input row, times 6 output channels whose 4 weight bytes
-// come as a memory broadcast: 24 independent accumulators ([output row][chunk][channel]),
-// started at bias_eff so that the max pool sees exactly the reference's sums. The pooled row
-// (vertical max, then the max of even and odd columns) is requantized as 16 lanes and stored.
+// come as a memory broadcast: 12 independent accumulators ([output row][channel]) per 16-column
+// chunk, started at bias_eff so that the max pool sees exactly the reference's sums. The pooled
+// row (vertical max of the chunk, then the max of even and odd columns across both chunks) is
+// requantized as 16 lanes and stored.
 // No im2col matrix, no int32 plane: LeNet's conv1 read 25 bytes of im2col and wrote 4 bytes of
 // int32 per output pixel before.
 // GCC 12 warns falsely inside inlined AVX-512 intrinsics (bug 105593); the pragma must precede the header.
@@ -32,9 +33,6 @@ struct Operands {
   __mmask64 inb[2][2];
 };
 
-// acc[j][i] += x * W(channel m0 + i, kernel row ky, tap group g) for the output rows j that use
-// input row 2py + r - pad: J0 for output row 2py (ky = r), J1 for 2py + 1 (ky = r - 1).
-// w: the block's packed weights at kernel row r (G * MB quads per kernel row).
 // acc += x (u8) * the weight quad at p (s8) broadcast to 16 lanes, as one vpdpbusd with an
 // embedded memory broadcast. GCC 12 turns _mm512_set1_epi32(*p) into a load to a general
 // register and a vpbroadcastd from it: two more instructions per vpdpbusd, which made this
@@ -44,6 +42,9 @@ LOWBIT_INLINE __m512i dpbusd_bcast(__m512i acc, __m512i x, const int32_t* p) {
   return acc;
 }
 
+// acc[j][i] += x * W(channel m0 + i, kernel row ky, tap group g) for the output rows j that use
+// input row 2py + r - pad: J0 for output row 2py (ky = r), J1 for 2py + 1 (ky = r - 1).
+// w: the block's packed weights at kernel row r (G * MB quads per kernel row).
 template <int G, bool J0, bool J1>
 LOWBIT_INLINE void taps(__m512i (&acc)[2][MB], const __m512i (&x)[G], const int32_t* w) {
   #pragma GCC unroll 8
