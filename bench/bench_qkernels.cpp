@@ -193,6 +193,29 @@ void BM_qmaxpool(benchmark::State& state, Isa isa, PoolShape s) {
   state.counters["images/s"] = benchmark::Counter(8.0 * double(state.iterations()), benchmark::Counter::kIsRate);
 }
 
+// W[m][k] without the GEMM's padding to qk4(k) columns, as the conv kernels' references read it.
+std::vector<int8_t> unpadded_weights(const QLayer& l) {
+  std::vector<int8_t> w(size_t(l.m) * l.k);
+  for (int i = 0; i < l.m; ++i)
+    for (int p = 0; p < l.k; ++p) w[size_t(i) * l.k + p] = l.w[size_t(i) * lowbit::qk4(l.k) + p];
+  return w;
+}
+
+// Runs `run` once and skips the benchmark unless out == ref, then times it; images/s counter.
+template <class Run, class V>
+void time_checked(benchmark::State& state, Run run, const V& out, const V& ref, int images) {
+  run();
+  if (out != ref) {
+    state.SkipWithError("result differs from the reference");
+    return;
+  }
+  for (auto _ : state) {
+    run();
+    benchmark::ClobberMemory();
+  }
+  state.counters["images/s"] = benchmark::Counter(double(images) * double(state.iterations()), benchmark::Counter::kIsRate);
+}
+
 // LeNet's conv1 -> max pool over 8 images, both ways the engine can run it: im2col + GEMM to
 // int32 + pooled requantization, or the direct kernel (qconv_maxpool_u8, where the ISA has it).
 void BM_conv1_pool(benchmark::State& state, Isa isa, bool direct) {
@@ -206,9 +229,8 @@ void BM_conv1_pool(benchmark::State& state, Isa isa, bool direct) {
   QLayer conv1{6, 25, kImages * 784, 784, rng};
   std::vector<uint8_t> in(size_t(kImages) * 1024);
   for (auto& b : in) b = static_cast<uint8_t>(rng.below(256));
-  std::vector<int8_t> w(6 * 25), wq;
-  for (int i = 0; i < 6; ++i)
-    for (int p = 0; p < 25; ++p) w[size_t(i * 25 + p)] = conv1.w[size_t(i * 28 + p)];
+  const std::vector<int8_t> w = unpadded_weights(conv1);
+  std::vector<int8_t> wq;
   wq.resize(size_t(lowbit::qpack_weights_conv_s8(w.data(), 6, 1, 5, 5, 25, nullptr)));
   lowbit::qpack_weights_conv_s8(w.data(), 6, 1, 5, 5, 25, wq.data());
   std::vector<uint8_t> packed(size_t(28) * kImages * 784), out(size_t(kImages) * 6 * 196), ref(out.size());
@@ -231,16 +253,7 @@ void BM_conv1_pool(benchmark::State& state, Isa isa, bool direct) {
     t->qgemm_u8s8(conv1.args(nullptr, acc.data(), packed.data()));
     t->qmaxpool2x2_requant_i32({acc.data(), kImages, 6, 28, 28, &conv1.rq, lowbit::RequantVariant::fixedpoint, out.data()});
   };
-  run();
-  if (out != ref) {
-    state.SkipWithError("result differs from the reference");
-    return;
-  }
-  for (auto _ : state) {
-    run();
-    benchmark::ClobberMemory();
-  }
-  state.counters["images/s"] = benchmark::Counter(double(kImages) * double(state.iterations()), benchmark::Counter::kIsRate);
+  time_checked(state, run, out, ref, kImages);
 }
 
 // LeNet's conv2 (6 x 14 x 14 -> 16 x 10 x 10) to int32 over 8 images: im2col + GEMM, or the
@@ -256,9 +269,7 @@ void BM_conv2_i32(benchmark::State& state, Isa isa, bool implicit) {
   QLayer conv2{16, 150, kImages * 100, 100, rng};
   std::vector<uint8_t> in(size_t(kImages) * 6 * 196 + lowbit::kQConvSlack);
   for (auto& b : in) b = static_cast<uint8_t>(rng.below(256));
-  std::vector<int8_t> w(16 * 150);
-  for (int i = 0; i < 16; ++i)
-    for (int p = 0; p < 150; ++p) w[size_t(i * 150 + p)] = conv2.w[size_t(i * 152 + p)];
+  const std::vector<int8_t> w = unpadded_weights(conv2);
   std::vector<uint8_t> packed(size_t(152) * kImages * 100);
   std::vector<int32_t> out(size_t(kImages) * 16 * 100), ref(out.size());
   lowbit::QConvI32Args ca;
@@ -278,18 +289,9 @@ void BM_conv2_i32(benchmark::State& state, Isa isa, bool implicit) {
     t->qim2col_u8(im);
     t->qgemm_u8s8(conv2.args(nullptr, out.data(), packed.data()));
   };
-  run();
-  if (out != ref) {
-    state.SkipWithError("result differs from the reference");
-    return;
-  }
-  for (auto _ : state) {
-    run();
-    benchmark::ClobberMemory();
-  }
+  time_checked(state, run, out, ref, kImages);
   const double ops = 2.0 * 16 * 150 * 100 * kImages;
   state.counters["GOPS"] = benchmark::Counter(ops * double(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
-  state.counters["images/s"] = benchmark::Counter(double(kImages) * double(state.iterations()), benchmark::Counter::kIsRate);
 }
 
 // The whole int8 LeNet-5 forward pass from kernels alone, batch 256 in tiles of 8 images (conv1,

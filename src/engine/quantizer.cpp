@@ -137,6 +137,11 @@ LayerWeights layer_weights(const Layer& l) {
 }
 
 // Weights and bias of one weighted op; op.in must be set. Fills weight, w_scale, bias.
+// The largest |int32 bias| of an op with K-long sums. The engine needs
+// |bias - z_in_u * sum_k W| + 255*128*K < 2^31 (qbias_eff); since |z_in_u * sum_k W| <= 255*127*K,
+// |bias| <= this is always enough.
+double bias_limit(int k) { return 2147483647.0 - 255.0 * 255.0 * static_cast<double>(k); }
+
 void quantize_weights(QOp& op, const LayerWeights& lw, const PtqConfig& cfg, std::vector<std::string>& notes) {
   const int oc = op.out_ch, k = op.k();
   const int64_t n = int64_t{oc} * k;
@@ -221,11 +226,10 @@ void quantize_weights(QOp& op, const LayerWeights& lw, const PtqConfig& cfg, std
     return;
   }
 
-  // Bias in units of s_w[c] * s_in. The engine needs |bias - z_in_u * sum_k W| + 255*128*K < 2^31
-  // (qbias_eff); since |z_in_u * sum_k W| <= 255*127*K, |bias| <= limit below is always enough.
+  // Bias in units of s_w[c] * s_in, |bias| <= bias_limit(k).
   const std::string bname = op.name + ".bias";
   const int64_t kk = k;
-  const double limit = 2147483647.0 - 255.0 * 128.0 * static_cast<double>(kk) - 255.0 * 127.0 * static_cast<double>(kk);
+  const double limit = bias_limit(k);
   if (limit < 1.0) throw Error(fmt::format("{}: K = {} is too deep for int32 accumulators", op.name, k));
   const int32_t z_in_u = op.in.zero_point + 128;
   const double s_in = op.in.scale;
@@ -376,7 +380,7 @@ void correct_bias(QModel& q, int oi, Sequential& fp32, size_t act, const Tensor&
     for (int64_t i = 0; i < ref.numel(); ++i) diff[static_cast<size_t>(i / plane % oc)] += double{pre[i]} - ref[i];
     per_channel += int64_t{b1 - b0} * plane;
   }
-  const double limit = 2147483647.0 - 255.0 * 255.0 * static_cast<double>(op.k());  // as quantize_weights keeps it
+  const double limit = bias_limit(op.k());
   if (op.bias.empty()) op.bias.assign(static_cast<size_t>(oc), 0);  // a layer without bias gets one
   int clamped = 0;
   for (int c = 0; c < oc; ++c) {

@@ -13,19 +13,13 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
+#include "kernels/avx512/vnni_avx512.h"
 #include "kernels/qkernels.h"
 
 namespace lowbit {
 namespace {
 
-#define LOWBIT_INLINE inline __attribute__((always_inline))
-
-// acc += x (u8) * the weight quad at p (s8) broadcast to 16 lanes, one vpdpbusd with an embedded
-// broadcast (GCC 12 compiles _mm512_set1_epi32(*p) to a scalar load and a register broadcast).
-LOWBIT_INLINE __m512i dpbusd_bcast(__m512i acc, __m512i x, const int32_t* p) {
-  __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(x), "m"(*p));
-  return acc;
-}
+using avx512::dpbusd_bcast;
 
 constexpr int kMaxTaps = 1024 / 4, kMaxTiles = 1024 / 16;  // qconv_i32_fits' limits
 

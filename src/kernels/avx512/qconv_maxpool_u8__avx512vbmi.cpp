@@ -18,6 +18,7 @@
 #include <immintrin.h>
 
 #include "kernels/avx512/requant_avx512.h"
+#include "kernels/avx512/vnni_avx512.h"
 #include "kernels/qkernels.h"
 
 namespace lowbit {
@@ -32,15 +33,6 @@ struct Operands {
   __m512i idx[2][2];  // [g][chunk]
   __mmask64 inb[2][2];
 };
-
-// acc += x (u8) * the weight quad at p (s8) broadcast to 16 lanes, as one vpdpbusd with an
-// embedded memory broadcast. GCC 12 turns _mm512_set1_epi32(*p) into a load to a general
-// register and a vpbroadcastd from it: two more instructions per vpdpbusd, which made this
-// kernel issue-bound at less than half the VNNI rate.
-LOWBIT_INLINE __m512i dpbusd_bcast(__m512i acc, __m512i x, const int32_t* p) {
-  __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(x), "m"(*p));
-  return acc;
-}
 
 // acc[j][i] += x * W(channel m0 + i, kernel row ky, tap group g) for the output rows j that use
 // input row 2py + r - pad: J0 for output row 2py (ky = r), J1 for 2py + 1 (ky = r - 1).

@@ -8,7 +8,9 @@
 
 #include "kernels/ref/requant_ref.h"
 
+#ifndef LOWBIT_INLINE
 #define LOWBIT_INLINE inline __attribute__((always_inline))
+#endif
 
 namespace lowbit {
 namespace avx512 {

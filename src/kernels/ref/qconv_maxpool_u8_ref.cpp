@@ -5,6 +5,26 @@
 
 namespace lowbit {
 
+namespace {
+
+// bias + sum_{ci, ky, kx} W(i, (ci*kh + ky)*kw + kx) * in(ci, oy + ky - pad, ox + kx - pad), the
+// input pad_value outside the image, summed modulo 2^32 (as vpdpbusd). img: one image, c planes.
+int32_t conv_at(const uint8_t* img, int c, int h, int w, int kh, int kw, int pad, uint8_t pad_value,
+                const int8_t* wi, int32_t bias, int oy, int ox) {
+  uint32_t acc = static_cast<uint32_t>(bias);
+  for (int ci = 0; ci < c; ++ci)
+    for (int ky = 0; ky < kh; ++ky)
+      for (int kx = 0; kx < kw; ++kx) {
+        const int y = oy + ky - pad, x = ox + kx - pad;
+        const bool inside = y >= 0 && y < h && x >= 0 && x < w;
+        const int u = inside ? img[(int64_t{ci} * h + y) * w + x] : pad_value;
+        acc += static_cast<uint32_t>(u * wi[(ci * kh + ky) * kw + kx]);
+      }
+  return static_cast<int32_t>(acc);
+}
+
+}  // namespace
+
 void qconv_maxpool_u8_ref(const QConvPoolArgs& a) {
   const int oh = qconv_out_size(a.h, a.kh, 1, a.pad), ow = qconv_out_size(a.w, a.kw, 1, a.pad);
   const int ph = oh / 2, pw = ow / 2;
@@ -18,16 +38,7 @@ void qconv_maxpool_u8_ref(const QConvPoolArgs& a) {
           int32_t best = INT32_MIN;
           for (int oy = 2 * py; oy < 2 * py + 2; ++oy)
             for (int ox = 2 * px; ox < 2 * px + 2; ++ox) {
-              uint32_t acc = static_cast<uint32_t>(a.bias[i]);  // modulo 2^32, as vpdpbusd
-              for (int ci = 0; ci < a.c; ++ci)
-                for (int ky = 0; ky < a.kh; ++ky)
-                  for (int kx = 0; kx < a.kw; ++kx) {
-                    const int y = oy + ky - a.pad, x = ox + kx - a.pad;
-                    const bool inside = y >= 0 && y < a.h && x >= 0 && x < a.w;
-                    const int u = inside ? img[(int64_t{ci} * a.h + y) * a.w + x] : a.pad_value;
-                    acc += static_cast<uint32_t>(u * wi[(ci * a.kh + ky) * a.kw + kx]);
-                  }
-              const int32_t v = static_cast<int32_t>(acc);
+              const int32_t v = conv_at(img, a.c, a.h, a.w, a.kh, a.kw, a.pad, a.pad_value, wi, a.bias[i], oy, ox);
               if (v > best) best = v;
             }
           dst[py * pw + px] = requantize_ref(best, *a.rq, a.variant, i);
@@ -61,15 +72,8 @@ void qconv_i32_ref(const QConvI32Args& a) {
       const int8_t* wi = a.weight + i * a.ldw;
       int32_t* dst = a.out + (int64_t{b} * a.m + i) * oh * ow;
       for (int oy = 0; oy < oh; ++oy)
-        for (int ox = 0; ox < ow; ++ox) {
-          uint32_t acc = static_cast<uint32_t>(a.bias[i]);  // modulo 2^32, as vpdpbusd
-          for (int ci = 0; ci < a.c; ++ci)
-            for (int ky = 0; ky < a.kh; ++ky)
-              for (int kx = 0; kx < a.kw; ++kx)
-                acc += static_cast<uint32_t>(img[(int64_t{ci} * a.h + oy + ky) * a.w + ox + kx] *
-                                             wi[(ci * a.kh + ky) * a.kw + kx]);
-          dst[oy * ow + ox] = static_cast<int32_t>(acc);
-        }
+        for (int ox = 0; ox < ow; ++ox)
+          dst[oy * ow + ox] = conv_at(img, a.c, a.h, a.w, a.kh, a.kw, 0, 0, wi, a.bias[i], oy, ox);
     }
   }
 }
