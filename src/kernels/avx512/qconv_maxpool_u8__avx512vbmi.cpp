@@ -17,8 +17,8 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
+#include "kernels/avx512/common_avx512.h"
 #include "kernels/avx512/requant_avx512.h"
-#include "kernels/avx512/vnni_avx512.h"
 #include "kernels/qkernels.h"
 
 namespace lowbit {

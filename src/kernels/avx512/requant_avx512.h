@@ -6,11 +6,8 @@
 
 #include <immintrin.h>
 
+#include "kernels/avx512/common_avx512.h"
 #include "kernels/ref/requant_ref.h"
-
-#ifndef LOWBIT_INLINE
-#define LOWBIT_INLINE inline __attribute__((always_inline))
-#endif
 
 namespace lowbit {
 namespace avx512 {

@@ -1,14 +1,12 @@
-// Helpers shared by the AVX-512 VNNI kernels. Header-only and always inlined: include it only from
-// files compiled with AVX-512 VNNI flags.
+// What the AVX-512 kernels share besides requantization (requant_avx512.h): LOWBIT_INLINE and the
+// VNNI broadcast multiply-add. Header-only: include it only from files compiled with AVX-512 VNNI.
 #pragma once
 
 #include <immintrin.h>
 
 #include <cstdint>
 
-#ifndef LOWBIT_INLINE
 #define LOWBIT_INLINE inline __attribute__((always_inline))
-#endif
 
 namespace lowbit {
 namespace avx512 {
