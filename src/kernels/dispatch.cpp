@@ -51,6 +51,11 @@ static KernelTable make_table(Isa isa) {
   t.bias_relu_maxpool_f32 = isa == Isa::avx512 ? bias_relu_maxpool_f32__avx512 : bias_relu_maxpool_f32_ref;
   t.col2im_f32 = isa == Isa::avx512 ? col2im_f32__avx512 : col2im_f32_ref;
   t.relu_maxpool_backward_f32 = isa == Isa::avx512 ? relu_maxpool_backward_f32__avx512 : relu_maxpool_backward_f32_ref;
+  if (isa == Isa::avx512) {
+    t.conv_lanes_fwd = conv_lanes_fwd__avx512, t.conv_lanes_dw = conv_lanes_dw__avx512;
+    t.conv_lanes_dx = conv_lanes_dx__avx512;
+    t.to_lanes_f32 = to_lanes_f32__avx512, t.from_lanes_f32 = from_lanes_f32__avx512;
+  }
   // ---- int8 kernels (engine) ----
   t.qavgpool2x2_u8 = qavgpool2x2_u8_ref;
   t.qmaxpool2x2_requant_i32 = isa == Isa::avx512 ? qmaxpool2x2_requant_i32__avx512 : qmaxpool2x2_requant_i32_ref;

@@ -94,6 +94,32 @@ struct Col2imArgs {
 };
 using Col2imFn = void (*)(const Col2imArgs&);
 
+// Convolutions on 16 images side by side ("lanes"): a group of up to kLanes images is stored
+// with the image index innermost, x[c][y][x][kLanes], so every tap of a stride-1 convolution is
+// one scalar weight times one vector of 16 images: no wasted columns, no im2col, no transposes
+// inside the GEMM-like loops. Kernel k x k, stride 1, no padding: oh = h - k + 1, ow = w - k + 1.
+//   fwd: y[o][oy][ox][:] = sum over (c, ky, kx) in that order of w[o][c][ky][kx] * x[c][oy+ky][ox+kx][:]
+//   dw:  dw[o][c][ky][kx] += sum over lanes of sum over (oy, ox) of dy[o][oy][ox][:] * x[c][oy+ky][ox+kx][:]
+//   dx:  x[c][iy][ix][:] = sum over (o, ky, kx) of w[o][c][ky][kx] * dy[o][iy-ky][ix-kx][:] (taps inside
+//        dy only); dx writes into x (overwrites it).
+// Lanes of absent images are zero in x and dy and so add nothing to dw. SIMD versions sum in a
+// different order than the reference: results agree within float rounding. The fast versions
+// take only the shapes conv_lanes_fits() accepts (k = 5, ow <= 12).
+constexpr int kLanes = 16;
+struct ConvLanesArgs {
+  int c, h, w, oc, k;
+  const float* wt;  // [oc][c][k][k]
+  float* x;         // [c][h][w][kLanes]: read by fwd and dw, written by dx
+  float* y;         // [oc][oh][ow][kLanes]: written by fwd (y), read by dw and dx (dy)
+  float* dw;        // [oc][c][k][k], accumulated by dw
+};
+using ConvLanesFn = void (*)(const ConvLanesArgs&);
+bool conv_lanes_fits(int c, int h, int w, int oc, int k);
+// Layout changes: images [0, n) of src (image i at src + i*stride, count floats each) into lanes,
+// dst[j*kLanes + i] = src[i*stride + j], lanes n..kLanes-1 zero; and back (lanes >= n unread).
+using ToLanesFn = void (*)(const float* src, int64_t stride, int n, int64_t count, float* dst);
+using FromLanesFn = void (*)(const float* src, int64_t count, int n, float* dst, int64_t stride);
+
 struct KernelTable {
   Isa isa;
   SgemmFn sgemm;
@@ -102,6 +128,10 @@ struct KernelTable {
   BiasReluMaxpoolFn bias_relu_maxpool_f32;
   ReluMaxpoolBackwardFn relu_maxpool_backward_f32;
   Col2imFn col2im_f32;
+  // Null where the ISA has no fast version: Conv2d then runs its GEMM paths.
+  ConvLanesFn conv_lanes_fwd, conv_lanes_dw, conv_lanes_dx;
+  ToLanesFn to_lanes_f32;
+  FromLanesFn from_lanes_f32;
   // ---- int8 kernels (engine) are added below this line ----
   // Integer kernels: contracts and argument structs in kernels/qkernels.h (the elaborated
   // `struct X` names declare those structs here without including that header).

@@ -25,6 +25,17 @@ void col2im_f32__avx512(const Col2imArgs& a);
 void relu_maxpool_backward_f32_ref(const float* y, const float* r, const float* dq, int oh, int ow, float* dy);
 void relu_maxpool_backward_f32__avx512(const float* y, const float* r, const float* dq, int oh, int ow, float* dy);
 
+void conv_lanes_fwd_ref(const ConvLanesArgs& a);
+void conv_lanes_dw_ref(const ConvLanesArgs& a);
+void conv_lanes_dx_ref(const ConvLanesArgs& a);
+void to_lanes_f32_ref(const float* src, int64_t stride, int n, int64_t count, float* dst);
+void from_lanes_f32_ref(const float* src, int64_t count, int n, float* dst, int64_t stride);
+void conv_lanes_fwd__avx512(const ConvLanesArgs& a);
+void conv_lanes_dw__avx512(const ConvLanesArgs& a);
+void conv_lanes_dx__avx512(const ConvLanesArgs& a);
+void to_lanes_f32__avx512(const float* src, int64_t stride, int n, int64_t count, float* dst);
+void from_lanes_f32__avx512(const float* src, int64_t count, int n, float* dst, int64_t stride);
+
 // Blocking shared by the SIMD drivers: K in slices of kSgemmKc, N in slices of kSgemmNc.
 constexpr int kSgemmKc = 256;
 constexpr int kSgemmNc = 2048;

@@ -63,7 +63,7 @@ void im2col(const Geometry& g, const float* x, int t, float* col, int64_t ld) {
 int tile_images(int P) { return std::max(1, 256 / P); }
 
 struct Scratch {
-  AlignedVector<float> col, out, grad, xp, dyt;
+  AlignedVector<float> col, out, grad, xp, dyt, xl, yl;
   std::vector<const float*> rows, arows, brows;
 };
 thread_local Scratch tl;
@@ -182,6 +182,14 @@ void weight_grad_rows(const Conv2d& l, const Geometry& g, const Tensor& in, cons
   }
 }
 
+// The lane-layout kernels (ConvLanesArgs) take this layer: groups of kLanes images are turned
+// into lanes, convolved and turned back. LeNet's conv2; not conv1, whose 28-wide rows do not fit,
+// nor a kernel covering the image (conv3), a plain GEMM over the batch.
+bool lanes(const Conv2d& l, const Geometry& g) {
+  return kernels().conv_lanes_fwd && l.stride == 1 && l.pad == 0 && g.p() > 1 &&
+         conv_lanes_fits(g.c, g.h, g.w, l.out_ch, l.kernel);
+}
+
 }  // namespace
 
 void Conv2d::forward_rows(const Tensor& in, Tensor& out, int n0, int n1) {
@@ -207,6 +215,27 @@ bool Conv2d::forward_relu_maxpool(const Tensor& in, Tensor& conv_out, Tensor& re
   const int wp = g.w + 2 * pad, N = (g.oh - 1) * wp + g.ow;
   const int ph = pool_out.dim(2), pw = pool_out.dim(3);  // floor(OH / 2), floor(OW / 2)
   const BiasReluMaxpoolFn epilogue = kernels().bias_relu_maxpool_f32;
+  if (lanes(*this, g)) {
+    const KernelTable& kt = kernels();
+    const int64_t xsize = int64_t{g.c} * g.h * g.w, ysize = int64_t{out_ch} * g.p();
+    float* xl = room(tl.xl, xsize * kLanes);
+    float* yl = room(tl.yl, ysize * kLanes);
+    float* c = room(tl.out, ysize * kLanes);  // the group's result back in NCHW
+    for (int b0 = n0; b0 < n1; b0 += kLanes) {
+      const int nb = std::min(kLanes, n1 - b0);
+      kt.to_lanes_f32(in.data() + b0 * xsize, xsize, nb, xsize, xl);
+      kt.conv_lanes_fwd({g.c, g.h, g.w, out_ch, kernel, weight.data(), xl, yl, nullptr});
+      kt.from_lanes_f32(yl, ysize, nb, c, ysize);
+      for (int b = 0; b < nb; ++b)
+        for (int o = 0; o < out_ch; ++o) {
+          const int64_t img = b0 + b;
+          epilogue(c + b * ysize + int64_t{o} * g.p(), g.ow, g.oh, g.ow, has_bias ? bias[o] : 0.0f,
+                   conv_out.data() + img * ysize + int64_t{o} * g.p(), relu_out.data() + img * ysize + int64_t{o} * g.p(),
+                   pool_out.data() + (img * out_ch + o) * ph * pw, o + 1 < out_ch);
+        }
+    }
+    return true;
+  }
   conv_rows(*this, g, in, n0, n1, [&](int b, const float* c) {
     float* y = conv_out.data() + int64_t{b} * out_ch * g.p();
     float* r = relu_out.data() + int64_t{b} * out_ch * g.p();
@@ -262,8 +291,9 @@ void Conv2d::backward(const Tensor& in, const Tensor& out, const Tensor& dout, T
   const int P = g.p(), K = g.kdim(), T = tile_images(P);
   const int64_t in_stride = int64_t{g.c} * g.h * g.w, out_stride = int64_t{out_ch} * P;
   const SgemmFn sgemm = kernels().sgemm;
-  // Stride 1 with more than one output pixel: dW without im2col (weight_grad_rows).
-  const bool rows = stride == 1 && P > 1;
+  // The lane kernels where they fit, else stride 1 with more than one output pixel: dW without
+  // im2col (weight_grad_rows).
+  const bool by_lanes = lanes(*this, g), rows = !by_lanes && stride == 1 && P > 1;
   if (rows) weight_grad_rows(*this, g, in, dout, n0, n1, *grads[0]);
   if (has_bias)
     for (int b = n0; b < n1; ++b)
@@ -274,6 +304,22 @@ void Conv2d::backward(const Tensor& in, const Tensor& out, const Tensor& dout, T
         (*grads[1])[o] += sum;
       }
   if (rows && !din) return;
+  if (by_lanes) {
+    const KernelTable& kt = kernels();
+    float* xl = room(tl.xl, in_stride * kLanes);
+    float* yl = room(tl.yl, out_stride * kLanes);
+    for (int b0 = n0; b0 < n1; b0 += kLanes) {
+      const int nb = std::min(kLanes, n1 - b0);
+      kt.to_lanes_f32(in.data() + b0 * in_stride, in_stride, nb, in_stride, xl);
+      kt.to_lanes_f32(dout.data() + b0 * out_stride, out_stride, nb, out_stride, yl);
+      const ConvLanesArgs a{g.c, g.h, g.w, out_ch, kernel, weight.data(), xl, yl, grads[0]->data()};
+      kt.conv_lanes_dw(a);
+      if (!din) continue;
+      kt.conv_lanes_dx(a);  // overwrites xl with dX
+      kt.from_lanes_f32(xl, in_stride, nb, din->data() + b0 * in_stride, in_stride);
+    }
+    return;
+  }
   // A kernel covering the unpadded image (conv3), as in forward: a Linear layer on x[n][K], so
   // dW[OC, K] += dY^T X and dX[n][K] = dY W over the whole slice, no im2col, col2im or transposes.
   if (P == 1 && pad == 0 && g.h == kernel && g.w == kernel) {

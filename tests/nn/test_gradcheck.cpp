@@ -79,7 +79,8 @@ TEST(GradCheck, Conv2dAllGeometries) {
   struct Case { int c, oc, k, stride, pad, h; bool bias; };
   for (Case cs : {Case{1, 2, 3, 1, 0, 6, false}, Case{2, 3, 3, 2, 1, 7, true}, Case{3, 2, 1, 1, 0, 4, true},
                   Case{2, 2, 5, 1, 2, 5, false}, Case{2, 17, 3, 1, 1, 5, true},  // 17: dW with lanes along OC
-                  Case{3, 4, 3, 1, 0, 3, true}}) {  // the kernel covers the image (as conv3)
+                  Case{3, 4, 3, 1, 0, 3, true},     // the kernel covers the image (as conv3)
+                  Case{3, 5, 5, 1, 0, 9, true}}) {  // 5x5, 5 wide: the lane kernels (conv2's path)
     Conv2d l(cs.c, cs.oc, cs.k, cs.stride, cs.pad, cs.bias);
     Rng rng(3);
     l.init(rng);
@@ -87,6 +88,7 @@ TEST(GradCheck, Conv2dAllGeometries) {
     // Batches of 1 and 3 (the 3 spans several GEMM tiles and both threads).
     check_layer(l, kink_free_input({1, cs.c, cs.h, cs.h}, 1), 2);
     check_layer(l, kink_free_input({3, cs.c, cs.h, cs.h}, 4), 5);
+    if (cs.k == 5 && cs.pad == 0) check_layer(l, kink_free_input({17, cs.c, cs.h, cs.h}, 6), 7);  // two lane groups
   }
 }
 

@@ -1,0 +1,193 @@
+// Lane-layout convolutions and layout changes with AVX-512F (contracts: ConvLanesArgs in
+// kernels/dispatch.h). One zmm holds one pixel of 16 images, so every tap is a broadcast weight
+// times a vector: forward and dX keep an output row in registers, dW a 4-channel x 5-tap block.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12 bug 105593, before the header
+#include <immintrin.h>
+
+#include <algorithm>
+
+#include "kernels/sgemm.h"
+
+namespace lowbit {
+
+namespace {
+
+constexpr int K = 5;  // conv_lanes_fits
+
+// Forward, two output channels per pass: one output row of both in 2 * OW <= 24 accumulators,
+// each input vector loaded once per tap and used by both channels.
+template <int OW>
+void fwd(const ConvLanesArgs& a) {
+  const int oh = a.h - K + 1;
+  const int64_t wsize = int64_t{a.c} * K * K;
+  for (int o = 0; o < a.oc; o += 2) {
+    const bool two = o + 1 < a.oc;
+    const float* w0 = a.wt + o * wsize;
+    const float* w1 = two ? w0 + wsize : w0;
+    for (int oy = 0; oy < oh; ++oy) {
+      __m512 acc0[OW], acc1[OW];
+      for (int j = 0; j < OW; ++j) acc0[j] = acc1[j] = _mm512_setzero_ps();
+      for (int c = 0; c < a.c; ++c)
+        for (int ky = 0; ky < K; ++ky) {
+          const float* xr = a.x + (int64_t{c} * a.h + oy + ky) * a.w * kLanes;
+          const float *wr0 = w0 + (c * K + ky) * K, *wr1 = w1 + (c * K + ky) * K;
+          for (int kx = 0; kx < K; ++kx) {
+            const __m512 b0 = _mm512_set1_ps(wr0[kx]), b1 = _mm512_set1_ps(wr1[kx]);
+#pragma GCC unroll 12
+            for (int j = 0; j < OW; ++j) {
+              const __m512 v = _mm512_loadu_ps(xr + (j + kx) * kLanes);
+              acc0[j] = _mm512_fmadd_ps(b0, v, acc0[j]);
+              acc1[j] = _mm512_fmadd_ps(b1, v, acc1[j]);
+            }
+          }
+        }
+      float* y0 = a.y + (int64_t{o} * oh + oy) * OW * kLanes;
+      for (int j = 0; j < OW; ++j) _mm512_storeu_ps(y0 + j * kLanes, acc0[j]);
+      if (two)
+        for (int j = 0; j < OW; ++j) _mm512_storeu_ps(y0 + (int64_t{oh} * OW + j) * kLanes, acc1[j]);
+    }
+  }
+}
+
+// dX, one input row of one channel: W = OW + 4 <= 16 accumulators plus the OW vectors of one dY
+// row, reused by all 5 taps of a kernel row.
+template <int OW>
+void dx(const ConvLanesArgs& a) {
+  constexpr int W = OW + K - 1;
+  const int oh = a.h - K + 1;
+  for (int c = 0; c < a.c; ++c)
+    for (int iy = 0; iy < a.h; ++iy) {
+      __m512 acc[W];
+      for (int j = 0; j < W; ++j) acc[j] = _mm512_setzero_ps();
+      for (int o = 0; o < a.oc; ++o) {
+        const float* wr = a.wt + (int64_t{o} * a.c + c) * K * K;
+        for (int ky = std::max(0, iy - oh + 1); ky <= std::min(K - 1, iy); ++ky) {
+          const float* dr = a.y + (int64_t{o} * oh + iy - ky) * OW * kLanes;
+          __m512 d[OW];
+          for (int j = 0; j < OW; ++j) d[j] = _mm512_loadu_ps(dr + j * kLanes);
+          for (int kx = 0; kx < K; ++kx) {
+            const __m512 b = _mm512_set1_ps(wr[ky * K + kx]);
+#pragma GCC unroll 12
+            for (int j = 0; j < OW; ++j) acc[j + kx] = _mm512_fmadd_ps(b, d[j], acc[j + kx]);
+          }
+        }
+      }
+      float* xr = a.x + (int64_t{c} * a.h + iy) * W * kLanes;
+      for (int j = 0; j < W; ++j) _mm512_storeu_ps(xr + j * kLanes, acc[j]);
+    }
+}
+
+using Fn = void (*)(const ConvLanesArgs&);
+template <template <int> class F>
+Fn by_ow(int ow) {
+  switch (ow) {
+    case 1: return F<1>::run;
+    case 2: return F<2>::run;
+    case 3: return F<3>::run;
+    case 4: return F<4>::run;
+    case 5: return F<5>::run;
+    case 6: return F<6>::run;
+    case 7: return F<7>::run;
+    case 8: return F<8>::run;
+    case 9: return F<9>::run;
+    case 10: return F<10>::run;
+    case 11: return F<11>::run;
+    default: return F<12>::run;
+  }
+}
+template <int OW>
+struct Fwd {
+  static void run(const ConvLanesArgs& a) { fwd<OW>(a); }
+};
+template <int OW>
+struct Dx {
+  static void run(const ConvLanesArgs& a) { dx<OW>(a); }
+};
+
+// In-register transpose of a 16 x 16 block: r[i] lane j -> r[j] lane i. Pairs of rows interleave
+// floats, then pairs of those interleave 64-bit pairs (lane group g of u[4i + m] holds column
+// 4g + m of rows 4i..4i+3), then 128-bit groups gather across the four row quartets.
+inline void transpose16(__m512 r[16]) {
+  __m512 t[16], u[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    const __m512d t0 = _mm512_castps_pd(t[i]), t1 = _mm512_castps_pd(t[i + 1]);
+    const __m512d t2 = _mm512_castps_pd(t[i + 2]), t3 = _mm512_castps_pd(t[i + 3]);
+    u[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
+    u[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
+    u[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
+    u[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+  }
+  for (int m = 0; m < 4; ++m) {
+    const __m512 ab02 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0x88), cd02 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0x88);
+    const __m512 ab13 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0xDD), cd13 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0xDD);
+    r[m] = _mm512_shuffle_f32x4(ab02, cd02, 0x88);
+    r[4 + m] = _mm512_shuffle_f32x4(ab13, cd13, 0x88);
+    r[8 + m] = _mm512_shuffle_f32x4(ab02, cd02, 0xDD);
+    r[12 + m] = _mm512_shuffle_f32x4(ab13, cd13, 0xDD);
+  }
+}
+
+inline __mmask16 first(int64_t m) { return static_cast<__mmask16>(m >= 16 ? 0xFFFF : (1u << m) - 1); }
+
+}  // namespace
+
+void conv_lanes_fwd__avx512(const ConvLanesArgs& a) { by_ow<Fwd>(a.w - K + 1)(a); }
+void conv_lanes_dx__avx512(const ConvLanesArgs& a) { by_ow<Dx>(a.w - K + 1)(a); }
+
+// dW: four output channels x the 5 taps of one (c, ky) in 20 accumulators, summed over every
+// output pixel, then across the lanes once.
+void conv_lanes_dw__avx512(const ConvLanesArgs& a) {
+  const int oh = a.h - K + 1, ow = a.w - K + 1;
+  const int64_t plane = int64_t{oh} * ow * kLanes;
+  for (int o = 0; o < a.oc; o += 4) {
+    const int no = std::min(4, a.oc - o);
+    const float* d[4];
+    for (int i = 0; i < 4; ++i) d[i] = a.y + (o + std::min(i, no - 1)) * plane;  // spare rows repeat the last
+    for (int c = 0; c < a.c; ++c)
+      for (int ky = 0; ky < K; ++ky) {
+        __m512 acc[4][K];
+        for (auto& row : acc)
+          for (__m512& v : row) v = _mm512_setzero_ps();
+        for (int oy = 0; oy < oh; ++oy) {
+          const float* xr = a.x + (int64_t{c} * a.h + oy + ky) * a.w * kLanes;
+          const int64_t drow = int64_t{oy} * ow * kLanes;
+          for (int ox = 0; ox < ow; ++ox) {
+            __m512 xv[K];
+            for (int kx = 0; kx < K; ++kx) xv[kx] = _mm512_loadu_ps(xr + (ox + kx) * kLanes);
+            for (int i = 0; i < 4; ++i) {
+              const __m512 dv = _mm512_loadu_ps(d[i] + drow + ox * kLanes);
+              for (int kx = 0; kx < K; ++kx) acc[i][kx] = _mm512_fmadd_ps(dv, xv[kx], acc[i][kx]);
+            }
+          }
+        }
+        for (int i = 0; i < no; ++i)
+          for (int kx = 0; kx < K; ++kx) a.dw[((o + i) * a.c + c) * K * K + ky * K + kx] += _mm512_reduce_add_ps(acc[i][kx]);
+      }
+  }
+}
+
+void to_lanes_f32__avx512(const float* src, int64_t stride, int n, int64_t count, float* dst) {
+  for (int64_t j0 = 0; j0 < count; j0 += 16) {
+    const int64_t m = std::min<int64_t>(16, count - j0);
+    __m512 r[16];
+    for (int i = 0; i < 16; ++i) r[i] = i < n ? _mm512_maskz_loadu_ps(first(m), src + i * stride + j0) : _mm512_setzero_ps();
+    transpose16(r);
+    for (int j = 0; j < m; ++j) _mm512_storeu_ps(dst + (j0 + j) * kLanes, r[j]);
+  }
+}
+
+void from_lanes_f32__avx512(const float* src, int64_t count, int n, float* dst, int64_t stride) {
+  for (int64_t j0 = 0; j0 < count; j0 += 16) {
+    const int64_t m = std::min<int64_t>(16, count - j0);
+    __m512 r[16];
+    for (int j = 0; j < 16; ++j) r[j] = j < m ? _mm512_loadu_ps(src + (j0 + j) * kLanes) : _mm512_setzero_ps();
+    transpose16(r);
+    for (int i = 0; i < n; ++i) _mm512_mask_storeu_ps(dst + i * stride + j0, first(m), r[i]);
+  }
+}
+
+}  // namespace lowbit

@@ -1,0 +1,74 @@
+// Scalar references of the lane-layout convolutions and layout changes (contracts in
+// kernels/dispatch.h, ConvLanesArgs): the formulas, one lane at a time.
+#include <algorithm>
+
+#include "kernels/sgemm.h"
+
+namespace lowbit {
+
+bool conv_lanes_fits(int c, int h, int w, int oc, int k) {
+  return c > 0 && oc > 0 && k == 5 && h >= k && w >= k && w - k + 1 <= 12;
+}
+
+void conv_lanes_fwd_ref(const ConvLanesArgs& a) {
+  const int oh = a.h - a.k + 1, ow = a.w - a.k + 1;
+  for (int o = 0; o < a.oc; ++o)
+    for (int oy = 0; oy < oh; ++oy)
+      for (int ox = 0; ox < ow; ++ox)
+        for (int l = 0; l < kLanes; ++l) {
+          float s = 0.0f;
+          for (int c = 0; c < a.c; ++c)
+            for (int ky = 0; ky < a.k; ++ky)
+              for (int kx = 0; kx < a.k; ++kx)
+                s += a.wt[((o * a.c + c) * a.k + ky) * a.k + kx] *
+                     a.x[((int64_t{c} * a.h + oy + ky) * a.w + ox + kx) * kLanes + l];
+          a.y[((int64_t{o} * oh + oy) * ow + ox) * kLanes + l] = s;
+        }
+}
+
+void conv_lanes_dw_ref(const ConvLanesArgs& a) {
+  const int oh = a.h - a.k + 1, ow = a.w - a.k + 1;
+  for (int o = 0; o < a.oc; ++o)
+    for (int c = 0; c < a.c; ++c)
+      for (int ky = 0; ky < a.k; ++ky)
+        for (int kx = 0; kx < a.k; ++kx) {
+          float s = 0.0f;
+          for (int oy = 0; oy < oh; ++oy)
+            for (int ox = 0; ox < ow; ++ox)
+              for (int l = 0; l < kLanes; ++l)
+                s += a.y[((int64_t{o} * oh + oy) * ow + ox) * kLanes + l] *
+                     a.x[((int64_t{c} * a.h + oy + ky) * a.w + ox + kx) * kLanes + l];
+          a.dw[((o * a.c + c) * a.k + ky) * a.k + kx] += s;
+        }
+}
+
+void conv_lanes_dx_ref(const ConvLanesArgs& a) {
+  const int oh = a.h - a.k + 1, ow = a.w - a.k + 1;
+  for (int c = 0; c < a.c; ++c)
+    for (int iy = 0; iy < a.h; ++iy)
+      for (int ix = 0; ix < a.w; ++ix)
+        for (int l = 0; l < kLanes; ++l) {
+          float s = 0.0f;
+          for (int o = 0; o < a.oc; ++o)
+            for (int ky = 0; ky < a.k; ++ky)
+              for (int kx = 0; kx < a.k; ++kx) {
+                const int oy = iy - ky, ox = ix - kx;
+                if (oy < 0 || oy >= oh || ox < 0 || ox >= ow) continue;
+                s += a.wt[((o * a.c + c) * a.k + ky) * a.k + kx] *
+                     a.y[((int64_t{o} * oh + oy) * ow + ox) * kLanes + l];
+              }
+          a.x[((int64_t{c} * a.h + iy) * a.w + ix) * kLanes + l] = s;
+        }
+}
+
+void to_lanes_f32_ref(const float* src, int64_t stride, int n, int64_t count, float* dst) {
+  for (int64_t j = 0; j < count; ++j)
+    for (int i = 0; i < kLanes; ++i) dst[j * kLanes + i] = i < n ? src[i * stride + j] : 0.0f;
+}
+
+void from_lanes_f32_ref(const float* src, int64_t count, int n, float* dst, int64_t stride) {
+  for (int i = 0; i < n; ++i)
+    for (int64_t j = 0; j < count; ++j) dst[i * stride + j] = src[j * kLanes + i];
+}
+
+}  // namespace lowbit

@@ -1,0 +1,164 @@
+// The lane-layout convolutions (ConvLanesArgs): the reference against direct loops over NCHW
+// images in double, every ISA's kernels against the reference (tolerance growing with the sum
+// length), and the layout changes bit for bit, with guards around what they may write.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "kernels/dispatch.h"
+#include "kernels/sgemm.h"
+#include "lowbit/core.h"
+
+namespace lowbit {
+namespace {
+
+struct Shape5 {
+  int c, h, w, oc;
+  int oh() const { return h - 4; }
+  int ow() const { return w - 4; }
+};
+
+std::vector<float> random_vec(Rng& rng, size_t n) {
+  std::vector<float> v(n);
+  for (float& x : v) x = rng.uniform(-1, 1);
+  return v;
+}
+
+// The kernels' whole-lane inputs for n images: x and dy in NCHW, turned into lanes by the reference.
+struct Case {
+  Shape5 s;
+  int n;
+  std::vector<float> wt, x, dy, xl, yl;
+  Case(Shape5 sh, int imgs, Rng& rng) : s(sh), n(imgs) {
+    wt = random_vec(rng, size_t(s.oc) * s.c * 25);
+    x = random_vec(rng, size_t(n) * s.c * s.h * s.w);
+    dy = random_vec(rng, size_t(n) * s.oc * s.oh() * s.ow());
+    xl.resize(size_t(s.c) * s.h * s.w * kLanes);
+    yl.resize(size_t(s.oc) * s.oh() * s.ow() * kLanes);
+    to_lanes_f32_ref(x.data(), int64_t{s.c} * s.h * s.w, n, int64_t{s.c} * s.h * s.w, xl.data());
+    to_lanes_f32_ref(dy.data(), int64_t{s.oc} * s.oh() * s.ow(), n, int64_t{s.oc} * s.oh() * s.ow(), yl.data());
+  }
+  ConvLanesArgs args(float* xs, float* ys, float* dw) const { return {s.c, s.h, s.w, s.oc, 5, wt.data(), xs, ys, dw}; }
+  double w(int o, int c, int ky, int kx) const { return wt[((size_t(o) * s.c + c) * 5 + ky) * 5 + kx]; }
+  double xv(int b, int c, int y, int x_) const { return x[((size_t(b) * s.c + c) * s.h + y) * s.w + x_]; }
+  double dyv(int b, int o, int y, int x_) const { return dy[((size_t(b) * s.oc + o) * s.oh() + y) * s.ow() + x_]; }
+};
+
+TEST(ConvLanes, ReferenceEqualsDirectLoops) {
+  Rng rng(90);
+  for (Shape5 sh : {Shape5{6, 14, 14, 16}, Shape5{2, 7, 9, 3}, Shape5{1, 5, 5, 1}}) {
+    for (int n : {1, 5, 16}) {
+      Case k(sh, n, rng);
+      const Shape5 s = sh;
+      SCOPED_TRACE(testing::Message() << "c=" << s.c << " h=" << s.h << " w=" << s.w << " oc=" << s.oc << " n=" << n);
+      std::vector<float> y(k.yl.size(), 7.0f), dw(size_t(s.oc) * s.c * 25, 0.5f), dx(k.xl.size(), 7.0f);
+      conv_lanes_fwd_ref(k.args(k.xl.data(), y.data(), nullptr));
+      conv_lanes_dw_ref(k.args(k.xl.data(), k.yl.data(), dw.data()));
+      conv_lanes_dx_ref(k.args(dx.data(), k.yl.data(), nullptr));
+      const double tol = 1e-5 * std::sqrt(double(s.c * 25 + s.oc * 25 + n * s.oh() * s.ow()));
+      for (int l = 0; l < kLanes; ++l)
+        for (int o = 0; o < s.oc; ++o)
+          for (int oy = 0; oy < s.oh(); ++oy)
+            for (int ox = 0; ox < s.ow(); ++ox) {
+              double want = 0;
+              for (int c = 0; l < n && c < s.c; ++c)
+                for (int ky = 0; ky < 5; ++ky)
+                  for (int kx = 0; kx < 5; ++kx) want += k.w(o, c, ky, kx) * k.xv(l, c, oy + ky, ox + kx);
+              ASSERT_NEAR(y[((size_t(o) * s.oh() + oy) * s.ow() + ox) * kLanes + l], want, tol);
+            }
+      for (int o = 0; o < s.oc; ++o)
+        for (int c = 0; c < s.c; ++c)
+          for (int ky = 0; ky < 5; ++ky)
+            for (int kx = 0; kx < 5; ++kx) {
+              double want = 0.5;
+              for (int b = 0; b < n; ++b)
+                for (int oy = 0; oy < s.oh(); ++oy)
+                  for (int ox = 0; ox < s.ow(); ++ox) want += k.dyv(b, o, oy, ox) * k.xv(b, c, oy + ky, ox + kx);
+              ASSERT_NEAR(dw[((size_t(o) * s.c + c) * 5 + ky) * 5 + kx], want, tol);
+            }
+      for (int l = 0; l < kLanes; ++l)
+        for (int c = 0; c < s.c; ++c)
+          for (int iy = 0; iy < s.h; ++iy)
+            for (int ix = 0; ix < s.w; ++ix) {
+              double want = 0;
+              for (int o = 0; l < n && o < s.oc; ++o)
+                for (int ky = 0; ky < 5; ++ky)
+                  for (int kx = 0; kx < 5; ++kx) {
+                    const int oy = iy - ky, ox = ix - kx;
+                    if (oy >= 0 && oy < s.oh() && ox >= 0 && ox < s.ow()) want += k.w(o, c, ky, kx) * k.dyv(l, o, oy, ox);
+                  }
+              ASSERT_NEAR(dx[((size_t(c) * s.h + iy) * s.w + ix) * kLanes + l], want, tol);
+            }
+    }
+  }
+}
+
+TEST(ConvLanes, FitsOnlyFiveByFiveWithShortRows) {
+  EXPECT_TRUE(conv_lanes_fits(6, 14, 14, 16, 5));
+  EXPECT_TRUE(conv_lanes_fits(1, 5, 16, 1, 5));    // ow = 12
+  EXPECT_FALSE(conv_lanes_fits(1, 32, 32, 6, 5));  // LeNet's conv1: ow = 28
+  EXPECT_FALSE(conv_lanes_fits(6, 14, 14, 16, 3));
+  EXPECT_FALSE(conv_lanes_fits(6, 4, 14, 16, 5));
+}
+
+// Every output row width 1..12, channel counts around the kernels' blocks of 2 and 4, partial and
+// full lane groups; dw accumulates onto what is there.
+TEST(ConvLanes, EveryIsaMatchesReference) {
+  Rng rng(91);
+  for (Isa isa : {Isa::avx2, Isa::avx512}) {
+    const KernelTable* t = kernels_for(isa);
+    if (!t || !t->conv_lanes_fwd) continue;
+    for (int ow = 1; ow <= 12; ++ow)
+      for (int oc : {1, 2, 3, 5, 16})
+        for (int c : {1, 3, 6}) {
+          const Shape5 s{c, 5 + static_cast<int>(rng.below(10)), ow + 4, oc};
+          const int n = ow % 3 == 0 ? kLanes : 1 + static_cast<int>(rng.below(kLanes));
+          Case k(s, n, rng);
+          SCOPED_TRACE(testing::Message() << isa_name(isa) << " c=" << c << " h=" << s.h << " w=" << s.w << " oc=" << oc);
+          std::vector<float> y0(k.yl.size()), y1(k.yl.size()), dx0(k.xl.size()), dx1(k.xl.size());
+          std::vector<float> dw0 = random_vec(rng, size_t(oc) * c * 25), dw1 = dw0;
+          conv_lanes_fwd_ref(k.args(k.xl.data(), y0.data(), nullptr));
+          t->conv_lanes_fwd(k.args(k.xl.data(), y1.data(), nullptr));
+          conv_lanes_dw_ref(k.args(k.xl.data(), k.yl.data(), dw0.data()));
+          t->conv_lanes_dw(k.args(k.xl.data(), k.yl.data(), dw1.data()));
+          conv_lanes_dx_ref(k.args(dx0.data(), k.yl.data(), nullptr));
+          t->conv_lanes_dx(k.args(dx1.data(), k.yl.data(), nullptr));
+          for (size_t i = 0; i < y0.size(); ++i) ASSERT_NEAR(y0[i], y1[i], 1e-5 * std::sqrt(c * 25.0)) << "fwd " << i;
+          const double dw_tol = 1e-5 * std::sqrt(double(s.oh() * s.ow() * kLanes));
+          for (size_t i = 0; i < dw0.size(); ++i) ASSERT_NEAR(dw0[i], dw1[i], dw_tol) << "dw " << i;
+          for (size_t i = 0; i < dx0.size(); ++i) ASSERT_NEAR(dx0[i], dx1[i], 1e-5 * std::sqrt(oc * 25.0)) << "dx " << i;
+        }
+  }
+}
+
+// Into lanes and back, bit for bit: counts around the 16-float blocks, every image count, a row
+// stride beyond count; nothing outside the images' [0, count) ranges is written.
+TEST(ConvLanes, LayoutChangesEveryIsaMatchReference) {
+  Rng rng(92);
+  const float kGuard = 12345.0f;
+  for (Isa isa : {Isa::avx2, Isa::avx512}) {
+    const KernelTable* t = kernels_for(isa);
+    if (!t || !t->to_lanes_f32) continue;
+    for (int64_t count : {1, 15, 16, 17, 100, 1176})
+      for (int n = 1; n <= kLanes; ++n) {
+        const int64_t stride = count + static_cast<int64_t>(rng.below(20));
+        std::vector<float> src = random_vec(rng, size_t(n) * size_t(stride));
+        std::vector<float> want(size_t(count) * kLanes, kGuard), got = want;
+        to_lanes_f32_ref(src.data(), stride, n, count, want.data());
+        t->to_lanes_f32(src.data(), stride, n, count, got.data());
+        ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float))) << "to, count=" << count << " n=" << n;
+        std::vector<float> back0(size_t(kLanes) * size_t(stride), kGuard), back1 = back0;
+        from_lanes_f32_ref(want.data(), count, n, back0.data(), stride);
+        t->from_lanes_f32(want.data(), count, n, back1.data(), stride);
+        ASSERT_EQ(0, std::memcmp(back0.data(), back1.data(), back0.size() * sizeof(float))) << "from, count=" << count << " n=" << n;
+        for (int i = 0; i < n; ++i)
+          for (int64_t j = 0; j < stride; ++j)
+            ASSERT_EQ(back0[size_t(i * stride + j)], j < count ? src[size_t(i * stride + j)] : kGuard);
+      }
+  }
+}
+
+}  // namespace
+}  // namespace lowbit
