@@ -84,9 +84,12 @@ class Conv2d : public Layer {
   nlohmann::json spec() const override;
   void init(Rng& rng) override;
   // Sequential's fusion of conv -> ReLU -> 2x2/2 max pool: writes the three layers' outputs as
-  // they would (same values), reading the GEMM result once. false (nothing written) unless
-  // stride 1 with more than one output pixel.
-  bool forward_relu_maxpool(const Tensor& in, Tensor& conv_out, Tensor& relu_out, Tensor& pool_out, int n0, int n1);
+  // they would (same values), reading the GEMM result once. Only where fuses_relu_maxpool(in):
+  // stride 1 with more than one output pixel. With `win` (N x OC x OH/2 x OW/2 bytes), for
+  // training: only pool_out and each window's winning position (BiasReluMaxpoolWinFn) are written.
+  bool fuses_relu_maxpool(const Shape& in) const;
+  void forward_relu_maxpool(const Tensor& in, Tensor& conv_out, Tensor& relu_out, Tensor& pool_out, int n0, int n1,
+                            uint8_t* win = nullptr);
   void freeze() override { frozen_.build(weight, out_ch, in_ch * kernel * kernel); }
   void thaw() override { frozen_.valid = false; }
 
@@ -189,7 +192,11 @@ class Sequential {
   void add(std::unique_ptr<Layer> layer, std::string name);
   // Runs every layer, keeping activations for backward. Returns the last output.
   // Threads take tiles of `tile` samples and run the whole network on each.
-  const Tensor& forward(const Tensor& input);
+  // Keep::backward (training): a fused conv -> ReLU -> max pool keeps only the pool's output and
+  // its windows' winning positions, which is all backward() needs; activation() of that conv
+  // and ReLU is then stale.
+  enum class Keep { all, backward };
+  const Tensor& forward(const Tensor& input, Keep keep = Keep::all);
   int tile = 16;
   // Backpropagates dL/d(output of layer `end`-1) through layers [0, end); accumulates parameter
   // gradients. The input gradient is not computed (nothing consumes it).
@@ -214,6 +221,7 @@ class Sequential {
   std::vector<std::unique_ptr<Layer>> layers_;
   std::vector<std::string> names_;
   std::vector<Tensor> acts_, grads_;
+  std::vector<std::vector<uint8_t>> wins_;  // [ReLU layer]: winning positions from Keep::backward, else empty
   std::vector<std::vector<Tensor>> thread_grads_;  // [thread][parameter], summed in thread order
 };
 

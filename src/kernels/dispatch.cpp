@@ -51,6 +51,9 @@ static KernelTable make_table(Isa isa) {
   t.bias_relu_maxpool_f32 = isa == Isa::avx512 ? bias_relu_maxpool_f32__avx512 : bias_relu_maxpool_f32_ref;
   t.col2im_f32 = isa == Isa::avx512 ? col2im_f32__avx512 : col2im_f32_ref;
   t.relu_maxpool_backward_f32 = isa == Isa::avx512 ? relu_maxpool_backward_f32__avx512 : relu_maxpool_backward_f32_ref;
+  t.bias_relu_maxpool_win_f32 = isa == Isa::avx512 ? bias_relu_maxpool_win_f32__avx512 : bias_relu_maxpool_win_f32_ref;
+  t.relu_maxpool_backward_win_f32 =
+      isa == Isa::avx512 ? relu_maxpool_backward_win_f32__avx512 : relu_maxpool_backward_win_f32_ref;
   if (isa == Isa::avx512) {
     t.conv_lanes_fwd = conv_lanes_fwd__avx512, t.conv_lanes_dw = conv_lanes_dw__avx512;
     t.conv_lanes_dx = conv_lanes_dx__avx512;

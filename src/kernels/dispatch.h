@@ -82,6 +82,15 @@ using BiasReluMaxpoolFn = void (*)(const float* c, int64_t ldc, int oh, int ow, 
 // the windows get 0. Exactly Pool2d::backward then Activation::backward (bit for bit).
 using ReluMaxpoolBackwardFn = void (*)(const float* y, const float* r, const float* dq, int oh, int ow, float* dy);
 
+// The same pair for training, where nothing but the backward pass reads the forward's results:
+// the epilogue stores only q and, per window, the position its gradient goes to, win[py*(ow/2) + px]
+// = 0..3 (the first maximum of r in the order above) when that maximum is > 0 (then y there is
+// > 0 too), else kNoWin; y and r are not stored. The backward gives the same dy bits from win and
+// dq alone. Exact on every ISA.
+constexpr uint8_t kNoWin = 4;
+using BiasReluMaxpoolWinFn = void (*)(const float* c, int64_t ldc, int oh, int ow, float bias, float* q, uint8_t* win);
+using ReluMaxpoolBackwardWinFn = void (*)(const uint8_t* win, const float* dq, int oh, int ow, float* dy);
+
 // col2im, the adjoint of im2col in Conv2d's backward: for images n < t, dx[n][ci][iy][ix] +=
 // col[(ci*k + ky)*k + kx][n*oh*ow + oy*ow + ox] (rows ld floats apart) for every tap with
 // iy = oy*stride - pad + ky, ix = ox*stride - pad + kx inside the h x w image. The contributions
@@ -127,6 +136,8 @@ struct KernelTable {
   SgemmNtFn sgemm_nt;
   BiasReluMaxpoolFn bias_relu_maxpool_f32;
   ReluMaxpoolBackwardFn relu_maxpool_backward_f32;
+  BiasReluMaxpoolWinFn bias_relu_maxpool_win_f32;
+  ReluMaxpoolBackwardWinFn relu_maxpool_backward_win_f32;
   Col2imFn col2im_f32;
   // Null where the ISA has no fast version: Conv2d then runs its GEMM paths.
   ConvLanesFn conv_lanes_fwd, conv_lanes_dw, conv_lanes_dx;

@@ -208,13 +208,29 @@ void Conv2d::forward_rows(const Tensor& in, Tensor& out, int n0, int n1) {
   });
 }
 
-bool Conv2d::forward_relu_maxpool(const Tensor& in, Tensor& conv_out, Tensor& relu_out, Tensor& pool_out, int n0,
-                                  int n1) {
+bool Conv2d::fuses_relu_maxpool(const Shape& in) const {
+  const Shape out = output_shape(in);
+  return stride == 1 && out[2] * out[3] > 1;
+}
+
+void Conv2d::forward_relu_maxpool(const Tensor& in, Tensor& conv_out, Tensor& relu_out, Tensor& pool_out, int n0,
+                                  int n1, uint8_t* win) {
   const Geometry g = geometry(*this, in.shape(), conv_out.shape());
-  if (stride != 1 || g.p() == 1) return false;
   const int wp = g.w + 2 * pad, N = (g.oh - 1) * wp + g.ow;
   const int ph = pool_out.dim(2), pw = pool_out.dim(3);  // floor(OH / 2), floor(OW / 2)
-  const BiasReluMaxpoolFn epilogue = kernels().bias_relu_maxpool_f32;
+  const BiasReluMaxpoolFn keep_all = kernels().bias_relu_maxpool_f32;
+  const BiasReluMaxpoolWinFn keep_win = kernels().bias_relu_maxpool_win_f32;
+  // Channel o of image b from its result c (rows ldc apart).
+  auto epilogue = [&](int64_t b, int o, const float* c, int64_t ldc) {
+    const int64_t plane = (b * out_ch + o) * g.p(), pooled = (b * out_ch + o) * ph * pw;
+    const float bv = has_bias ? bias[o] : 0.0f;
+    if (win)
+      keep_win(c, ldc, g.oh, g.ow, bv, pool_out.data() + pooled, win + pooled);
+    else  // channels in order: channel o's overhang (spill) lands in channel o + 1's planes before
+          // they are written; not past the image's last channel (the next image may be another thread's)
+      keep_all(c, ldc, g.oh, g.ow, bv, conv_out.data() + plane, relu_out.data() + plane, pool_out.data() + pooled,
+               o + 1 < out_ch);
+  };
   if (lanes(*this, g)) {
     const KernelTable& kt = kernels();
     const int64_t xsize = int64_t{g.c} * g.h * g.w, ysize = int64_t{out_ch} * g.p();
@@ -227,26 +243,13 @@ bool Conv2d::forward_relu_maxpool(const Tensor& in, Tensor& conv_out, Tensor& re
       kt.conv_lanes_fwd({g.c, g.h, g.w, out_ch, kernel, weight.data(), xl, yl, nullptr});
       kt.from_lanes_f32(yl, ysize, nb, c, ysize);
       for (int b = 0; b < nb; ++b)
-        for (int o = 0; o < out_ch; ++o) {
-          const int64_t img = b0 + b;
-          epilogue(c + b * ysize + int64_t{o} * g.p(), g.ow, g.oh, g.ow, has_bias ? bias[o] : 0.0f,
-                   conv_out.data() + img * ysize + int64_t{o} * g.p(), relu_out.data() + img * ysize + int64_t{o} * g.p(),
-                   pool_out.data() + (img * out_ch + o) * ph * pw, o + 1 < out_ch);
-        }
+        for (int o = 0; o < out_ch; ++o) epilogue(b0 + b, o, c + b * ysize + int64_t{o} * g.p(), g.ow);
     }
-    return true;
+    return;
   }
   conv_rows(*this, g, in, n0, n1, [&](int b, const float* c) {
-    float* y = conv_out.data() + int64_t{b} * out_ch * g.p();
-    float* r = relu_out.data() + int64_t{b} * out_ch * g.p();
-    float* q = pool_out.data() + int64_t{b} * out_ch * ph * pw;
-    // Channels in order: channel o's overhang (spill) lands in channel o + 1's planes before they
-    // are written. Not past the image's last channel: the next image may be another thread's.
-    for (int o = 0; o < out_ch; ++o)
-      epilogue(c + int64_t{o} * N, wp, g.oh, g.ow, has_bias ? bias[o] : 0.0f, y + int64_t{o} * g.p(),
-               r + int64_t{o} * g.p(), q + int64_t{o} * ph * pw, o + 1 < out_ch);
+    for (int o = 0; o < out_ch; ++o) epilogue(b, o, c + int64_t{o} * N, wp);
   });
-  return true;
 }
 
 void Conv2d::forward(const Tensor& in, Tensor& out, int n0, int n1) {

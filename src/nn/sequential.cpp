@@ -27,7 +27,7 @@ Shape Sequential::output_shape(const Shape& in) const {
 
 // Tiles [t * tile, (t + 1) * tile) of the batch; thread i of T takes a contiguous run of tiles
 // (thread_slice), so what each thread sums, and in which order, depends only on (batch, T).
-const Tensor& Sequential::forward(const Tensor& input) {
+const Tensor& Sequential::forward(const Tensor& input, Keep keep) {
   acts_.resize(layers_.size() + 1);
   acts_[0] = input;
   for (size_t i = 0; i < layers_.size(); ++i) acts_[i + 1].resize(layers_[i]->output_shape(acts_[i].shape()));
@@ -37,17 +37,24 @@ const Tensor& Sequential::forward(const Tensor& input) {
   for (size_t i = 0; i + 2 < layers_.size(); ++i) {
     const auto* act = dynamic_cast<const Activation*>(layers_[i + 1].get());
     const auto* pool = dynamic_cast<const Pool2d*>(layers_[i + 2].get());
-    fused[i] = dynamic_cast<const Conv2d*>(layers_[i].get()) && act && act->kind == ActKind::relu && pool &&
-               pool->kind == PoolKind::max && pool->kernel == 2 && pool->stride == 2;
+    const auto* conv = dynamic_cast<const Conv2d*>(layers_[i].get());
+    fused[i] = conv && act && act->kind == ActKind::relu && pool && pool->kind == PoolKind::max && pool->kernel == 2 &&
+               pool->stride == 2 && conv->fuses_relu_maxpool(acts_[i].shape());
   }
+  wins_.assign(layers_.size(), {});
+  if (keep == Keep::backward)
+    for (size_t i = 0; i < layers_.size(); ++i)
+      if (fused[i]) wins_[i + 1].resize(static_cast<size_t>(acts_[i + 3].numel()));
   for (auto& l : layers_) l->freeze();
   run_threads(std::max(1, std::min(threads(), tiles)), [&](int th, int nth) {
     Slice s = thread_slice(tiles, th, nth);
     for (int t = s.begin; t < s.end; ++t) {
       int n0 = t * tile, n1 = std::min(N, n0 + tile);
       for (size_t i = 0; i < layers_.size(); ++i) {
-        if (fused[i] && static_cast<Conv2d&>(*layers_[i]).forward_relu_maxpool(acts_[i], acts_[i + 1], acts_[i + 2],
-                                                                              acts_[i + 3], n0, n1)) {
+        if (fused[i]) {
+          static_cast<Conv2d&>(*layers_[i])
+              .forward_relu_maxpool(acts_[i], acts_[i + 1], acts_[i + 2], acts_[i + 3], n0, n1,
+                                    wins_[i + 1].empty() ? nullptr : wins_[i + 1].data());
           i += 2;
           continue;
         }
@@ -97,6 +104,7 @@ void Sequential::backward(const Tensor& dout, size_t end) {
                pool->stride == 2 && acts_[i].rank() == 4;
   }
   const ReluMaxpoolBackwardFn relu_maxpool_backward = kernels().relu_maxpool_backward_f32;
+  const ReluMaxpoolBackwardWinFn relu_maxpool_backward_win = kernels().relu_maxpool_backward_win_f32;
   run_threads(nthreads, [&](int th, int nth) {
     for (Tensor& g : thread_grads_[static_cast<size_t>(th)]) g.zero();
     Slice s = thread_slice(tiles, th, nth);
@@ -107,10 +115,15 @@ void Sequential::backward(const Tensor& dout, size_t end) {
           const Tensor &y = acts_[i - 1], &r = acts_[i], &dq = grads_[i + 1];
           const int C = r.dim(1), H = r.dim(2), W = r.dim(3);
           const int64_t plane = int64_t{H} * W, pooled = int64_t{H / 2} * (W / 2);
+          const uint8_t* win = i - 1 < wins_.size() && !wins_[i - 1].empty() ? wins_[i - 1].data() : nullptr;
           if (i - 1 > 0)
-            for (int64_t pl = int64_t{n0} * C; pl < int64_t{n1} * C; ++pl)
-              relu_maxpool_backward(y.data() + pl * plane, r.data() + pl * plane, dq.data() + pl * pooled, H, W,
-                                    grads_[i - 1].data() + pl * plane);
+            for (int64_t pl = int64_t{n0} * C; pl < int64_t{n1} * C; ++pl) {
+              float* dy = grads_[i - 1].data() + pl * plane;
+              if (win)
+                relu_maxpool_backward_win(win + pl * pooled, dq.data() + pl * pooled, H, W, dy);
+              else
+                relu_maxpool_backward(y.data() + pl * plane, r.data() + pl * plane, dq.data() + pl * pooled, H, W, dy);
+            }
           --i;
           continue;
         }

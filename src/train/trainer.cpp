@@ -49,7 +49,7 @@ std::vector<EpochStats> train(Sequential& model, Optimizer& opt, const Dataset& 
     for (int b = 0; b < n; b += cfg.batch) {
       int e = std::min(n, b + cfg.batch);
       gather_batch(train_set, order, b, e, x, y);
-      model.forward(x);
+      model.forward(x, Sequential::Keep::backward);
       const Tensor& logits = model.activation(end);
       dlogits.resize(logits.shape());
       double loss = softmax_cross_entropy(logits, y.data(), &dlogits);

@@ -226,6 +226,42 @@ TEST(ReluMaxpoolBackward, EveryIsaMatchesReference) {
   }
 }
 
+// Training's pair (q and winning positions, then dy from them) against the pair that keeps y and
+// r, bit for bit, and every ISA against the reference: NaN, -0, ties, all-negative windows, odd
+// sizes, rows wider than one 32-column step, a row stride beyond ow; nothing past a plane written.
+TEST(ReluMaxpoolWin, EveryIsaMatchesThePairThatKeepsYAndR) {
+  Rng rng(49);
+  const float kGuard = 12345.0f;
+  for (Isa isa : {Isa::ref, Isa::avx2, Isa::avx512}) {
+    const KernelTable* t = kernels_for(isa);
+    if (!t) continue;
+    for (int oh = 1; oh <= 7; ++oh)
+      for (int ow = 1; ow <= 70; ow += ow < 34 ? 1 : 9) {
+        const int64_t ldc = ow + static_cast<int>(rng.below(5));
+        std::vector<float> c(size_t(oh) * size_t(ldc));
+        for (float& v : c) {
+          const uint64_t kind = rng.below(12);
+          v = kind == 0 ? std::nanf("") : kind == 1 ? -0.0f : kind == 2 ? 0.5f : kind < 5 ? -1.0f : rng.uniform(-2, 2);
+        }
+        const float bias = rng.below(3) == 0 ? 0.0f : rng.uniform(-0.5f, 0.5f);
+        const size_t plane = size_t(oh) * size_t(ow), pooled = size_t(oh / 2) * size_t(ow / 2);
+        std::vector<float> y(plane), r(plane), q_want(pooled + 16, kGuard), q(pooled + 16, kGuard);
+        std::vector<uint8_t> win(pooled + 16, 99);
+        bias_relu_maxpool_f32_ref(c.data(), ldc, oh, ow, bias, y.data(), r.data(), q_want.data(), false);
+        t->bias_relu_maxpool_win_f32(c.data(), ldc, oh, ow, bias, q.data(), win.data());
+        const std::string where = std::string(isa_name(isa)) + " oh=" + std::to_string(oh) + " ow=" + std::to_string(ow);
+        ASSERT_EQ(0, std::memcmp(q.data(), q_want.data(), q.size() * sizeof(float))) << where;
+        for (size_t i = pooled; i < win.size(); ++i) ASSERT_EQ(win[i], 99) << where << " win written at " << i;
+        std::vector<float> dq(pooled + 1);
+        for (float& v : dq) v = rng.below(6) == 0 ? -0.0f : rng.uniform(-1, 1);
+        std::vector<float> dy_want(plane + 16, kGuard), dy(plane + 16, kGuard);
+        relu_maxpool_backward_f32_ref(y.data(), r.data(), dq.data(), oh, ow, dy_want.data());
+        t->relu_maxpool_backward_win_f32(win.data(), dq.data(), oh, ow, dy.data());
+        ASSERT_EQ(0, std::memcmp(dy.data(), dy_want.data(), dy.size() * sizeof(float))) << where;
+      }
+  }
+}
+
 // col2im of every ISA against the reference, bit for bit (the same addition order per element):
 // strides 1 and 2, padding, kernels 1..5, rows up to 70 wide (past the SIMD kernel's 64), and
 // a row stride ld larger than the columns used.

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <functional>
 
 #include "lowbit/nn.h"
@@ -237,7 +238,7 @@ TEST(GradCheck, WholeLeNet5) {
       m.forward(x);
       return softmax_cross_entropy(m.activation(end), labels, nullptr);
     };
-    m.forward(x);
+    m.forward(x, Sequential::Keep::backward);  // as training runs it
     Tensor d(m.activation(end).shape());
     softmax_cross_entropy(m.activation(end), labels, &d);
     m.zero_grad();
@@ -262,6 +263,39 @@ TEST(GradCheck, WholeLeNet5) {
         }
       }
     EXPECT_LE(misses, classic ? 0 : probes / 50) << name << ": " << misses << " of " << probes << " probes off";
+  }
+}
+
+// Training's forward (Keep::backward: fused conv -> ReLU -> max pool layers keep only the pool
+// output and the winning positions) gives the same logits and gradients, bit for bit, as the
+// forward that keeps every activation; inputs with exact ties and zeros.
+TEST(SequentialBackward, KeepBackwardGivesTheSameBits) {
+  for (bool bias : {false, true}) {
+    Sequential m = build_model("lenet5", bias);
+    m.init(31);
+    Rng rng(32);
+    Tensor x(Shape{37, 1, 32, 32});
+    for (int64_t i = 0; i < x.numel(); ++i) x[i] = rng.below(4) == 0 ? -1.0f : rng.below(8) == 0 ? 0.25f : rng.uniform(-1, 1);
+    std::vector<uint8_t> labels(37);
+    for (auto& l : labels) l = static_cast<uint8_t>(rng.below(10));
+    const size_t end = m.logits_end();
+    std::vector<std::vector<float>> grads[2];
+    Tensor logits[2];
+    for (int mode = 0; mode < 2; ++mode) {
+      m.forward(x, mode == 0 ? Sequential::Keep::all : Sequential::Keep::backward);
+      logits[mode] = m.activation(end);
+      Tensor d(logits[mode].shape());
+      softmax_cross_entropy(logits[mode], labels.data(), &d);
+      m.zero_grad();
+      m.backward(d, end);
+      for (size_t li = 0; li < m.size(); ++li)
+        for (Param& p : m.layer(li).params()) grads[mode].emplace_back(p.grad->data(), p.grad->data() + p.grad->numel());
+    }
+    ASSERT_EQ(0, std::memcmp(logits[0].data(), logits[1].data(), size_t(logits[0].numel()) * sizeof(float)));
+    ASSERT_EQ(grads[0].size(), grads[1].size());
+    for (size_t k = 0; k < grads[0].size(); ++k)
+      ASSERT_EQ(0, std::memcmp(grads[0][k].data(), grads[1][k].data(), grads[0][k].size() * sizeof(float)))
+          << "parameter " << k << " bias=" << bias;
   }
 }
 

@@ -59,7 +59,7 @@ void run_bench(const BenchOpts& o) {
     Optimizer opt(m, OptimConfig{});
     const size_t end = m.logits_end();
     auto step = [&] {
-      m.forward(x);
+      m.forward(x, Sequential::Keep::backward);
       d.resize(m.activation(end).shape());
       softmax_cross_entropy(m.activation(end), labels.data(), &d);
       m.zero_grad();

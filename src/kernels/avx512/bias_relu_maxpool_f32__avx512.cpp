@@ -119,4 +119,68 @@ void relu_maxpool_backward_f32__avx512(const float* y, const float* r, const flo
     for (int x = 0; x < ow; x += 16) _mm512_mask_storeu_ps(dy + oy * ow + x, first(ow - x), zero);
 }
 
+// Training's epilogue: rows in pairs, 32 columns (16 windows) per step, nothing but q and the
+// winning positions stored. The first maximum is chosen with the reference's strict compares in
+// its order; ReLU as vmaxps(v, 0), as above.
+void bias_relu_maxpool_win_f32__avx512(const float* c, int64_t ldc, int oh, int ow, float bias, float* q,
+                                       uint8_t* win) {
+  const __m512 b = _mm512_set1_ps(bias), zero = _mm512_setzero_ps();
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  const int ph = oh / 2, pw = ow / 2;
+  auto relu = [&](const float* p, __mmask16 m) { return _mm512_max_ps(_mm512_add_ps(_mm512_maskz_loadu_ps(m, p), b), zero); };
+  for (int py = 0; py < ph; ++py) {
+    const float *c0 = c + 2 * py * ldc, *c1 = c0 + ldc;
+    for (int x = 0; x < 2 * pw; x += 32) {
+      const int n = 2 * pw - x < 32 ? 2 * pw - x : 32;  // columns inside this step's windows
+      const __mmask16 lo = first(n), hi = first(n - 16), mq = first(n / 2);
+      const __m512 a0 = relu(c0 + x, lo), a1 = relu(c0 + x + 16, hi);
+      const __m512 b0 = relu(c1 + x, lo), b1 = relu(c1 + x + 16, hi);
+      const __m512 r01 = _mm512_permutex2var_ps(a0, odd, a1), r10 = _mm512_permutex2var_ps(b0, even, b1);
+      const __m512 r11 = _mm512_permutex2var_ps(b0, odd, b1);
+      __m512 bv = _mm512_permutex2var_ps(a0, even, a1);
+      __m512i idx = _mm512_setzero_si512();
+      const __mmask16 g1 = _mm512_cmp_ps_mask(r01, bv, _CMP_GT_OQ);
+      bv = _mm512_mask_mov_ps(bv, g1, r01);
+      idx = _mm512_mask_mov_epi32(idx, g1, _mm512_set1_epi32(1));
+      const __mmask16 g2 = _mm512_cmp_ps_mask(r10, bv, _CMP_GT_OQ);
+      bv = _mm512_mask_mov_ps(bv, g2, r10);
+      idx = _mm512_mask_mov_epi32(idx, g2, _mm512_set1_epi32(2));
+      const __mmask16 g3 = _mm512_cmp_ps_mask(r11, bv, _CMP_GT_OQ);
+      bv = _mm512_mask_mov_ps(bv, g3, r11);
+      idx = _mm512_mask_mov_epi32(idx, g3, _mm512_set1_epi32(3));
+      idx = _mm512_mask_mov_epi32(idx, _mm512_cmp_ps_mask(bv, zero, _CMP_LE_OQ), _mm512_set1_epi32(kNoWin));
+      _mm512_mask_storeu_ps(q + py * pw + x / 2, mq, bv);
+      _mm_mask_storeu_epi8(win + py * pw + x / 2, mq, _mm512_cvtepi32_epi8(idx));
+    }
+  }
+}
+
+// Its backward: 16 windows per step, the gradient put at the winning position of each, the
+// other three and every column or row outside the windows zero.
+void relu_maxpool_backward_win_f32__avx512(const uint8_t* win, const float* dq, int oh, int ow, float* dy) {
+  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);  // interleave
+  const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  const __m512 zero = _mm512_setzero_ps();
+  const int ph = oh / 2, pw = ow / 2;
+  for (int py = 0; py < ph; ++py) {
+    float *da = dy + 2 * py * ow, *db = da + ow;
+    for (int x = 0; x < ow; x += 32) {
+      const int n = ow - x < 32 ? ow - x : 32;             // columns stored
+      const int count = pw - x / 2 < 16 ? pw - x / 2 : 16;  // windows
+      const __mmask16 mq = first(count), in_lo = first(2 * count), in_hi = first(2 * count - 16);
+      const __m512i idx = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mq, win + py * pw + x / 2));
+      const __m512 g = _mm512_add_ps(zero, _mm512_maskz_loadu_ps(mq, dq + py * pw + x / 2));
+      auto at = [&](int w) { return _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(idx, _mm512_set1_epi32(w)), g); };
+      const __m512 d00 = at(0), d01 = at(1), d10 = at(2), d11 = at(3);
+      _mm512_mask_storeu_ps(da + x, first(n), _mm512_maskz_permutex2var_ps(in_lo, d00, lo, d01));
+      _mm512_mask_storeu_ps(da + x + 16, first(n - 16), _mm512_maskz_permutex2var_ps(in_hi, d00, hi, d01));
+      _mm512_mask_storeu_ps(db + x, first(n), _mm512_maskz_permutex2var_ps(in_lo, d10, lo, d11));
+      _mm512_mask_storeu_ps(db + x + 16, first(n - 16), _mm512_maskz_permutex2var_ps(in_hi, d10, hi, d11));
+    }
+  }
+  if (oh % 2)  // a last odd row: outside every window
+    for (int x = 0; x < ow; x += 16) _mm512_mask_storeu_ps(dy + (oh - 1) * ow + x, first(ow - x), zero);
+}
+
 }  // namespace lowbit

@@ -37,4 +37,32 @@ void relu_maxpool_backward_f32_ref(const float* y, const float* r, const float* 
     }
 }
 
+void bias_relu_maxpool_win_f32_ref(const float* c, int64_t ldc, int oh, int ow, float bias, float* q, uint8_t* win) {
+  const int ph = oh / 2, pw = ow / 2;
+  for (int py = 0; py < ph; ++py)
+    for (int px = 0; px < pw; ++px) {
+      const float* c0 = c + (2 * py) * ldc + 2 * px;
+      float r[4];
+      for (int j = 0; j < 4; ++j) {
+        const float v = c0[(j / 2) * ldc + j % 2] + bias;
+        r[j] = v > 0.0f ? v : 0.0f;
+      }
+      int best = 0;
+      for (int j = 1; j < 4; ++j)
+        if (r[j] > r[best]) best = j;
+      q[py * pw + px] = r[best];
+      win[py * pw + px] = r[best] > 0.0f ? static_cast<uint8_t>(best) : kNoWin;
+    }
+}
+
+void relu_maxpool_backward_win_f32_ref(const uint8_t* win, const float* dq, int oh, int ow, float* dy) {
+  std::fill(dy, dy + int64_t{oh} * ow, 0.0f);
+  const int ph = oh / 2, pw = ow / 2;
+  for (int py = 0; py < ph; ++py)
+    for (int px = 0; px < pw; ++px) {
+      const int w = win[py * pw + px];
+      if (w != kNoWin) dy[(2 * py + w / 2) * ow + 2 * px + w % 2] = 0.0f + dq[py * pw + px];
+    }
+}
+
 }  // namespace lowbit
