@@ -48,13 +48,15 @@ struct SgemmRowsArgs {
 using SgemmRowsFn = void (*)(const SgemmRowsArgs&);
 constexpr int kSgemmRowsSlack = 32;
 
-// C[m, n] (+)= sum_{s < segments} sum_{p < k} A(s, i, p) * B(s, j, p) with both operands given by
-// row pointers along the reduction: A(s, i, p) = a_rows[s*m + i][p], B(s, j, p) = b_rows[s*n + j][p]
-// (C = A * B^T summed over segments). Rows are read exactly k floats long. A weight gradient
-// dW[OC, K] = sum over images of dY[OC, N] * X^T: dY's rows and the im2col rows of a stride-1 conv
-// (pointers into its input) both run along the N output pixels, so the lanes do too and no
-// operand is transposed; one segment per image. SIMD versions keep partial sums in lanes over all
-// segments and add across lanes once: results equal the reference within float rounding.
+// C[m, n] (+)= sum_{s < segments} sum_{t < rows} sum_{p < k} A(s, i, t, p) * B(s, j, t, p) with both
+// operands given by row pointers along the reduction: A(s, i, t, p) = a_rows[s*m + i][t*a_ld + p],
+// B(s, j, t, p) = b_rows[s*n + j][t*b_ld + p] (C = A * B^T summed over segments and their runs of k
+// floats). Exactly those floats are read. A weight gradient dW[OC, K] = sum over images of
+// dY[OC, P] * X^T: dY's rows and the im2col rows of a stride-1 conv (pointers into its input)
+// both run along the output pixels, one output row (k = OW floats) at a time: rows = OH, a_ld =
+// OW, b_ld = the input's row length; so the lanes do too and no operand is copied or transposed;
+// one segment per image. SIMD versions keep partial sums in lanes over everything and add across
+// lanes once: results equal the reference within float rounding.
 struct SgemmNtArgs {
   int m, n, k;
   const float* const* a_rows;
@@ -63,6 +65,8 @@ struct SgemmNtArgs {
   int64_t ldc;
   bool accumulate;
   int segments = 1;
+  int rows = 1;
+  int64_t a_ld = 0, b_ld = 0;
 };
 using SgemmNtFn = void (*)(const SgemmNtArgs&);
 

@@ -63,7 +63,7 @@ void im2col(const Geometry& g, const float* x, int t, float* col, int64_t ld) {
 int tile_images(int P) { return std::max(1, 256 / P); }
 
 struct Scratch {
-  AlignedVector<float> col, out, grad, xp, dyt, xl, yl;
+  AlignedVector<float> col, out, grad, xp, xl, yl;
   std::vector<const float*> rows, arows, brows;
 };
 thread_local Scratch tl;
@@ -146,17 +146,16 @@ void conv_rows(const Conv2d& l, const Geometry& g, const Tensor& in, int n0, int
 }
 
 // dW[OC, K] += sum over images [n0, n1) of dY * X^T, stride 1, without im2col (sgemm_nt): X's
-// rows from image_rows and dY's rows in the same wide column order n = oy*WP + ox, zero in the
-// wrap columns ox >= OW. Both run along n, the lanes too: no transposes and no idle lanes for any
-// OC; one segment per image, up to kSegments images per call so that the kernel's sums across
-// lanes are shared (unpadded inputs only: a padded image is copied to one scratch buffer).
+// rows from image_rows and dY's rows both along the output pixels, one output row of OW at a
+// time (dY rows OW apart, X rows WP apart). No transposes, no copies of dY and no idle lanes for
+// any OC; one segment per image, up to kSegments images per call so that the kernel's sums
+// across lanes are shared (unpadded inputs only: a padded image is copied to one scratch buffer).
 void weight_grad_rows(const Conv2d& l, const Geometry& g, const Tensor& in, const Tensor& dout, int n0, int n1,
                       Tensor& dw) {
   constexpr int kSegments = 16;
-  const int K = g.kdim(), oc = l.out_ch, wp = g.w + 2 * l.pad, N = (g.oh - 1) * wp + g.ow;
+  const int K = g.kdim(), oc = l.out_ch, wp = g.w + 2 * l.pad;
   const int64_t in_stride = int64_t{g.c} * g.h * g.w, out_stride = int64_t{oc} * g.p();
   const int per_call = l.pad == 0 ? kSegments : 1;
-  float* dyw = room(tl.dyt, int64_t{per_call} * oc * N);
   tl.brows.resize(static_cast<size_t>(per_call) * oc);
   tl.arows.resize(static_cast<size_t>(per_call) * K);
   const SgemmNtFn sgemm_nt = kernels().sgemm_nt;
@@ -164,21 +163,11 @@ void weight_grad_rows(const Conv2d& l, const Geometry& g, const Tensor& in, cons
     const int segs = std::min(per_call, n1 - b0);
     for (int s = 0; s < segs; ++s) {
       const float* dy = dout.data() + (b0 + s) * out_stride;
-      float* dys = dyw + int64_t{s} * oc * N;
-      for (int o = 0; o < oc; ++o) {
-        tl.brows[size_t(s * oc + o)] = dys + int64_t{o} * N;
-        for (int oy = 0; oy < g.oh; ++oy) {
-          float* d = dys + int64_t{o} * N + int64_t{oy} * wp;
-          const float* src = dy + (int64_t{o} * g.oh + oy) * g.ow;
-          for (int ox = 0; ox < g.ow; ++ox) d[ox] = src[ox];
-          if (oy + 1 < g.oh)
-            for (int ox = g.ow; ox < wp; ++ox) d[ox] = 0.0f;
-        }
-      }
+      for (int o = 0; o < oc; ++o) tl.brows[size_t(s * oc + o)] = dy + int64_t{o} * g.p();
       const float* const* rows = image_rows(l, g, in.data() + (b0 + s) * in_stride);
       std::copy_n(rows, K, tl.arows.begin() + int64_t{s} * K);
     }
-    sgemm_nt({oc, K, N, tl.brows.data(), tl.arows.data(), dw.data(), K, true, segs});
+    sgemm_nt({oc, K, g.ow, tl.brows.data(), tl.arows.data(), dw.data(), K, true, segs, g.oh, g.ow, wp});
   }
 }
 

@@ -103,20 +103,23 @@ TEST(Sgemm, NtEveryIsaMatchesReference) {
         for (int k : {0, 1, 7, 8, 9, 15, 16, 17, 136, 892}) {
           const bool accumulate = (m + n + k) % 2 == 1;
           const int segs = 1 + (m + n + k) % 3;
+          // Runs of k floats per segment (as conv output rows): 1 to 3, a_ld and b_ld beyond k.
+          const int runs = 1 + (m * n + k) % 3;
+          const int64_t a_ld = k + m % 3, b_ld = k + 4 + n % 2;
           std::vector<std::vector<float>> a(size_t(segs) * m), b(size_t(segs) * n);
           std::vector<const float*> ar, br;
           for (auto* rows : {&a, &b})
             for (auto& row : *rows) {
-              row.resize(static_cast<size_t>(k));
+              row.resize(static_cast<size_t>((runs - 1) * (rows == &a ? a_ld : b_ld) + k));
               for (float& v : row) v = rng.uniform(-1, 1);
               (rows == &a ? ar : br).push_back(row.data());
             }
           std::vector<float> c(size_t(m) * (n + 2)), r;
           for (float& v : c) v = rng.uniform(-1, 1);
           r = c;
-          t->sgemm_nt({m, n, k, ar.data(), br.data(), c.data(), n + 2, accumulate, segs});
-          sgemm_nt_ref({m, n, k, ar.data(), br.data(), r.data(), n + 2, accumulate, segs});
-          const float tol = 8e-6f * std::sqrt(static_cast<float>(segs * k) + 1);
+          t->sgemm_nt({m, n, k, ar.data(), br.data(), c.data(), n + 2, accumulate, segs, runs, a_ld, b_ld});
+          sgemm_nt_ref({m, n, k, ar.data(), br.data(), r.data(), n + 2, accumulate, segs, runs, a_ld, b_ld});
+          const float tol = 8e-6f * std::sqrt(static_cast<float>(segs * runs * k) + 1);
           for (size_t i = 0; i < c.size(); ++i)
             ASSERT_NEAR(c[i], r[i], tol) << isa_name(isa) << " m=" << m << " n=" << n << " k=" << k << " segments=" << segs
                                          << " index=" << i;

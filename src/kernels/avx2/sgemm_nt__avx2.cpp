@@ -30,16 +30,18 @@ void tile(const SgemmNtArgs& g, int i0, int rows, int j0, int cols) {
     const float* b[NR];
     for (int r = 0; r < MR; ++r) a[r] = g.a_rows[int64_t{seg} * g.m + i0 + (r < rows ? r : 0)];
     for (int c = 0; c < NR; ++c) b[c] = g.b_rows[int64_t{seg} * g.n + j0 + (c < cols ? c : 0)];
-    for (int p = 0; p < g.k; p += 8) {
-      const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(g.k - p), lane);  // lanes p + l < k
-      __m256 bv[NR];
-      #pragma GCC unroll 8
-      for (int c = 0; c < NR; ++c) bv[c] = _mm256_maskload_ps(b[c] + p, m);
-      #pragma GCC unroll 8
-      for (int r = 0; r < MR; ++r) {
-        const __m256 av = _mm256_maskload_ps(a[r] + p, m);
+    for (int t = 0; t < g.rows; ++t) {
+      for (int p = 0; p < g.k; p += 8) {
+        const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(g.k - p), lane);  // lanes p + l < k
+        __m256 bv[NR];
         #pragma GCC unroll 8
-        for (int c = 0; c < NR; ++c) acc[r][c] = _mm256_fmadd_ps(av, bv[c], acc[r][c]);
+        for (int c = 0; c < NR; ++c) bv[c] = _mm256_maskload_ps(b[c] + t * g.b_ld + p, m);
+        #pragma GCC unroll 8
+        for (int r = 0; r < MR; ++r) {
+          const __m256 av = _mm256_maskload_ps(a[r] + t * g.a_ld + p, m);
+          #pragma GCC unroll 8
+          for (int c = 0; c < NR; ++c) acc[r][c] = _mm256_fmadd_ps(av, bv[c], acc[r][c]);
+        }
       }
     }
   }

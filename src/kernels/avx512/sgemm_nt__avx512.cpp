@@ -23,16 +23,18 @@ void tile(const SgemmNtArgs& g, int i0, int rows, int j0, int cols) {
     const float* b[NR];
     for (int r = 0; r < MR; ++r) a[r] = g.a_rows[int64_t{seg} * g.m + i0 + (r < rows ? r : 0)];
     for (int c = 0; c < NR; ++c) b[c] = g.b_rows[int64_t{seg} * g.n + j0 + (c < cols ? c : 0)];
-    for (int p = 0; p < g.k; p += 16) {
-      const __mmask16 m = g.k - p >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (g.k - p)) - 1);
-      __m512 bv[NR];
-      #pragma GCC unroll 8
-      for (int c = 0; c < NR; ++c) bv[c] = _mm512_maskz_loadu_ps(m, b[c] + p);
-      #pragma GCC unroll 8
-      for (int r = 0; r < MR; ++r) {
-        const __m512 av = _mm512_maskz_loadu_ps(m, a[r] + p);
+    for (int t = 0; t < g.rows; ++t) {
+      for (int p = 0; p < g.k; p += 16) {
+        const __mmask16 m = g.k - p >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (g.k - p)) - 1);
+        __m512 bv[NR];
         #pragma GCC unroll 8
-        for (int c = 0; c < NR; ++c) acc[r][c] = _mm512_fmadd_ps(av, bv[c], acc[r][c]);
+        for (int c = 0; c < NR; ++c) bv[c] = _mm512_maskz_loadu_ps(m, b[c] + t * g.b_ld + p);
+        #pragma GCC unroll 8
+        for (int r = 0; r < MR; ++r) {
+          const __m512 av = _mm512_maskz_loadu_ps(m, a[r] + t * g.a_ld + p);
+          #pragma GCC unroll 8
+          for (int c = 0; c < NR; ++c) acc[r][c] = _mm512_fmadd_ps(av, bv[c], acc[r][c]);
+        }
       }
     }
   }

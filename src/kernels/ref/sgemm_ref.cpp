@@ -29,8 +29,10 @@ void sgemm_nt_ref(const SgemmNtArgs& g) {
     for (int j = 0; j < g.n; ++j) {
       float s = 0.0f;
       for (int seg = 0; seg < g.segments; ++seg) {
-        const float *a = g.a_rows[seg * g.m + i], *b = g.b_rows[seg * g.n + j];
-        for (int p = 0; p < g.k; ++p) s += a[p] * b[p];
+        for (int t = 0; t < g.rows; ++t) {
+          const float *a = g.a_rows[seg * g.m + i] + t * g.a_ld, *b = g.b_rows[seg * g.n + j] + t * g.b_ld;
+          for (int p = 0; p < g.k; ++p) s += a[p] * b[p];
+        }
       }
       float* c = g.c + i * g.ldc + j;
       *c = g.accumulate ? *c + s : s;
