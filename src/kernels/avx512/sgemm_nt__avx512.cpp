@@ -18,24 +18,28 @@ void tile(const SgemmNtArgs& g, int i0, int rows, int j0, int cols) {
   for (int r = 0; r < MR; ++r)
     #pragma GCC unroll 8
     for (int c = 0; c < NR; ++c) acc[r][c] = _mm512_setzero_ps();
+  const int full = g.k / 16 * 16;
+  const __mmask16 tail = static_cast<__mmask16>((1u << (g.k - full)) - 1);
+  // acc[r][c] += A row r * B row c over 16 floats at a + p, b + p, the last group masked.
+  auto step = [&](const float* const* a, const float* const* b, int64_t oa, int64_t ob, int p, __mmask16 m) {
+    __m512 bv[NR];
+    #pragma GCC unroll 8
+    for (int c = 0; c < NR; ++c) bv[c] = _mm512_maskz_loadu_ps(m, b[c] + ob + p);
+    #pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      const __m512 av = _mm512_maskz_loadu_ps(m, a[r] + oa + p);
+      #pragma GCC unroll 8
+      for (int c = 0; c < NR; ++c) acc[r][c] = _mm512_fmadd_ps(av, bv[c], acc[r][c]);
+    }
+  };
   for (int seg = 0; seg < g.segments; ++seg) {
     const float* a[MR];
     const float* b[NR];
     for (int r = 0; r < MR; ++r) a[r] = g.a_rows[int64_t{seg} * g.m + i0 + (r < rows ? r : 0)];
     for (int c = 0; c < NR; ++c) b[c] = g.b_rows[int64_t{seg} * g.n + j0 + (c < cols ? c : 0)];
-    for (int t = 0; t < g.rows; ++t) {
-      for (int p = 0; p < g.k; p += 16) {
-        const __mmask16 m = g.k - p >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (g.k - p)) - 1);
-        __m512 bv[NR];
-        #pragma GCC unroll 8
-        for (int c = 0; c < NR; ++c) bv[c] = _mm512_maskz_loadu_ps(m, b[c] + t * g.b_ld + p);
-        #pragma GCC unroll 8
-        for (int r = 0; r < MR; ++r) {
-          const __m512 av = _mm512_maskz_loadu_ps(m, a[r] + t * g.a_ld + p);
-          #pragma GCC unroll 8
-          for (int c = 0; c < NR; ++c) acc[r][c] = _mm512_fmadd_ps(av, bv[c], acc[r][c]);
-        }
-      }
+    for (int64_t t = 0, oa = 0, ob = 0; t < g.rows; ++t, oa += g.a_ld, ob += g.b_ld) {
+      for (int p = 0; p < full; p += 16) step(a, b, oa, ob, p, 0xFFFF);
+      if (tail) step(a, b, oa, ob, full, tail);
     }
   }
   #pragma GCC unroll 8
