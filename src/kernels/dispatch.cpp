@@ -58,6 +58,7 @@ static KernelTable make_table(Isa isa) {
     t.conv_lanes_fwd = conv_lanes_fwd__avx512, t.conv_lanes_dw = conv_lanes_dw__avx512;
     t.conv_lanes_dx = conv_lanes_dx__avx512;
     t.to_lanes_f32 = to_lanes_f32__avx512, t.from_lanes_f32 = from_lanes_f32__avx512;
+    t.conv5_dw_f32 = conv5_dw_f32__avx512;
   }
   // ---- int8 kernels (engine) ----
   t.qavgpool2x2_u8 = qavgpool2x2_u8_ref;

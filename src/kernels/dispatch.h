@@ -133,6 +133,21 @@ bool conv_lanes_fits(int c, int h, int w, int oc, int k);
 using ToLanesFn = void (*)(const float* src, int64_t stride, int n, int64_t count, float* dst);
 using FromLanesFn = void (*)(const float* src, int64_t count, int n, float* dst, int64_t stride);
 
+// The weight gradient of a stride-1 5x5 convolution on NCHW images, no im2col: for images b < n,
+// dw[o][c][ky][kx] += sum over (oy, ox) of dy_b[o][oy][ox] * x_b[c][oy+ky][ox+kx], x_b = x + b*x_stride
+// ([c][h][w]), dy_b = dy + b*dy_stride ([oc][oh][ow], oh = h - 4, ow = w - 4). The SIMD version puts
+// 16 output columns in the lanes and keeps lane partial sums over all images (summed across lanes
+// once): results equal the reference within float rounding.
+struct ConvDwArgs {
+  int n, c, h, w, oc;
+  const float* x;
+  int64_t x_stride;
+  const float* dy;
+  int64_t dy_stride;
+  float* dw;
+};
+using ConvDwFn = void (*)(const ConvDwArgs&);
+
 struct KernelTable {
   Isa isa;
   SgemmFn sgemm;
@@ -147,6 +162,7 @@ struct KernelTable {
   ConvLanesFn conv_lanes_fwd, conv_lanes_dw, conv_lanes_dx;
   ToLanesFn to_lanes_f32;
   FromLanesFn from_lanes_f32;
+  ConvDwFn conv5_dw_f32;  // null likewise
   // ---- int8 kernels (engine) are added below this line ----
   // Integer kernels: contracts and argument structs in kernels/qkernels.h (the elaborated
   // `struct X` names declare those structs here without including that header).

@@ -34,6 +34,8 @@ void conv_lanes_dw_ref(const ConvLanesArgs& a);
 void conv_lanes_dx_ref(const ConvLanesArgs& a);
 void to_lanes_f32_ref(const float* src, int64_t stride, int n, int64_t count, float* dst);
 void from_lanes_f32_ref(const float* src, int64_t count, int n, float* dst, int64_t stride);
+void conv5_dw_f32_ref(const ConvDwArgs& a);
+void conv5_dw_f32__avx512(const ConvDwArgs& a);
 void conv_lanes_fwd__avx512(const ConvLanesArgs& a);
 void conv_lanes_dw__avx512(const ConvLanesArgs& a);
 void conv_lanes_dx__avx512(const ConvLanesArgs& a);

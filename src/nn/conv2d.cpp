@@ -1,4 +1,7 @@
-// Conv2d: forward and backward as GEMMs.
+// Conv2d: forward and backward as GEMMs, or on 16 images side by side.
+// Where the lane kernels fit (5x5, stride 1, no padding, short rows: LeNet's conv2), groups of 16
+// images are turned into one vector per pixel and every pass is broadcast-weight FMAs
+// (ConvLanesArgs in kernels/dispatch.h): no im2col, no wasted columns.
 // Forward, stride 1: per image, out[OC, N] = W[OC, K] * B with B's rows pointing into the input
 // (conv_rows, no im2col). A whole-image kernel (LeNet's conv3): out[n][OC] = x[n][K] * W^T.
 // Otherwise, per tile of images: col[K = C*KH*KW, T*P] (P = OH*OW), out[OC, T*P] = W * col.
@@ -145,16 +148,29 @@ void conv_rows(const Conv2d& l, const Geometry& g, const Tensor& in, int n0, int
   }
 }
 
-// dW[OC, K] += sum over images [n0, n1) of dY * X^T, stride 1, without im2col (sgemm_nt): X's
-// rows from image_rows and dY's rows both along the output pixels, one output row of OW at a
-// time (dY rows OW apart, X rows WP apart). No transposes, no copies of dY and no idle lanes for
-// any OC; one segment per image, up to kSegments images per call so that the kernel's sums
-// across lanes are shared (unpadded inputs only: a padded image is copied to one scratch buffer).
+// dW[OC, K] += sum over images [n0, n1) of dY * X^T, stride 1, without im2col or copies of dY: a
+// 5x5 kernel by conv5_dw_f32 where the ISA has it, else by sgemm_nt: X's rows from image_rows and
+// dY's rows both along the output pixels, one output row of OW at a time (dY rows OW apart, X
+// rows WP apart), so no transposes and no idle lanes for any OC. One segment per image, up to
+// kSegments images per call so that the kernel's sums across lanes are shared (unpadded inputs
+// only: a padded image is copied to one scratch buffer).
 void weight_grad_rows(const Conv2d& l, const Geometry& g, const Tensor& in, const Tensor& dout, int n0, int n1,
                       Tensor& dw) {
   constexpr int kSegments = 16;
   const int K = g.kdim(), oc = l.out_ch, wp = g.w + 2 * l.pad;
   const int64_t in_stride = int64_t{g.c} * g.h * g.w, out_stride = int64_t{oc} * g.p();
+  if (const ConvDwFn conv5_dw = kernels().conv5_dw_f32; conv5_dw && l.kernel == 5) {  // LeNet's conv1
+    if (l.pad == 0) {
+      conv5_dw({n1 - n0, g.c, g.h, g.w, oc, in.data() + n0 * in_stride, in_stride, dout.data() + n0 * out_stride,
+                out_stride, dw.data()});
+      return;
+    }
+    for (int b = n0; b < n1; ++b) {
+      image_rows(l, g, in.data() + b * in_stride);  // the padded copy, in tl.xp
+      conv5_dw({1, g.c, g.h + 2 * l.pad, wp, oc, tl.xp.data(), 0, dout.data() + b * out_stride, 0, dw.data()});
+    }
+    return;
+  }
   const int per_call = l.pad == 0 ? kSegments : 1;
   tl.brows.resize(static_cast<size_t>(per_call) * oc);
   tl.arows.resize(static_cast<size_t>(per_call) * K);
@@ -173,7 +189,11 @@ void weight_grad_rows(const Conv2d& l, const Geometry& g, const Tensor& in, cons
 
 // The lane-layout kernels (ConvLanesArgs) take this layer: groups of kLanes images are turned
 // into lanes, convolved and turned back. LeNet's conv2; not conv1, whose 28-wide rows do not fit,
-// nor a kernel covering the image (conv3), a plain GEMM over the batch.
+// nor a kernel covering the image (conv3), a plain GEMM over the batch. A group costs the same
+// with 1 image as with 16; below kMinLanes images the per-image GEMM paths are faster (LeNet's
+// conv2: about half the lanes' speed per image), e.g. at batch 1.
+constexpr int kMinLanes = 8;
+
 bool lanes(const Conv2d& l, const Geometry& g) {
   return kernels().conv_lanes_fwd && l.stride == 1 && l.pad == 0 && g.p() > 1 &&
          conv_lanes_fits(g.c, g.h, g.w, l.out_ch, l.kernel);
@@ -213,10 +233,11 @@ void Conv2d::forward_relu_maxpool(const Tensor& in, Tensor& conv_out, Tensor& re
   auto epilogue = [&](int64_t b, int o, const float* c, int64_t ldc) {
     const int64_t plane = (b * out_ch + o) * g.p(), pooled = (b * out_ch + o) * ph * pw;
     const float bv = has_bias ? bias[o] : 0.0f;
+    // Channels go in order, so channel o's overhang (spill) lands in channel o + 1's planes
+    // before they are written; not past an image's last channel (the next may be another thread's).
     if (win)
       keep_win(c, ldc, g.oh, g.ow, bv, pool_out.data() + pooled, win + pooled);
-    else  // channels in order: channel o's overhang (spill) lands in channel o + 1's planes before
-          // they are written; not past the image's last channel (the next image may be another thread's)
+    else
       keep_all(c, ldc, g.oh, g.ow, bv, conv_out.data() + plane, relu_out.data() + plane, pool_out.data() + pooled,
                o + 1 < out_ch);
   };
@@ -226,15 +247,14 @@ void Conv2d::forward_relu_maxpool(const Tensor& in, Tensor& conv_out, Tensor& re
     float* xl = room(tl.xl, xsize * kLanes);
     float* yl = room(tl.yl, ysize * kLanes);
     float* c = room(tl.out, ysize * kLanes);  // the group's result back in NCHW
-    for (int b0 = n0; b0 < n1; b0 += kLanes) {
-      const int nb = std::min(kLanes, n1 - b0);
-      kt.to_lanes_f32(in.data() + b0 * xsize, xsize, nb, xsize, xl);
+    for (int nb; n1 - n0 >= kMinLanes; n0 += nb) {
+      nb = std::min(kLanes, n1 - n0);
+      kt.to_lanes_f32(in.data() + n0 * xsize, xsize, nb, xsize, xl);
       kt.conv_lanes_fwd({g.c, g.h, g.w, out_ch, kernel, weight.data(), xl, yl, nullptr});
       kt.from_lanes_f32(yl, ysize, nb, c, ysize);
       for (int b = 0; b < nb; ++b)
-        for (int o = 0; o < out_ch; ++o) epilogue(b0 + b, o, c + b * ysize + int64_t{o} * g.p(), g.ow);
+        for (int o = 0; o < out_ch; ++o) epilogue(n0 + b, o, c + b * ysize + int64_t{o} * g.p(), g.ow);
     }
-    return;
   }
   conv_rows(*this, g, in, n0, n1, [&](int b, const float* c) {
     for (int o = 0; o < out_ch; ++o) epilogue(b, o, c + int64_t{o} * N, wp);
@@ -283,10 +303,6 @@ void Conv2d::backward(const Tensor& in, const Tensor& out, const Tensor& dout, T
   const int P = g.p(), K = g.kdim(), T = tile_images(P);
   const int64_t in_stride = int64_t{g.c} * g.h * g.w, out_stride = int64_t{out_ch} * P;
   const SgemmFn sgemm = kernels().sgemm;
-  // The lane kernels where they fit, else stride 1 with more than one output pixel: dW without
-  // im2col (weight_grad_rows).
-  const bool by_lanes = lanes(*this, g), rows = !by_lanes && stride == 1 && P > 1;
-  if (rows) weight_grad_rows(*this, g, in, dout, n0, n1, *grads[0]);
   if (has_bias)
     for (int b = n0; b < n1; ++b)
       for (int o = 0; o < out_ch; ++o) {
@@ -295,23 +311,27 @@ void Conv2d::backward(const Tensor& in, const Tensor& out, const Tensor& dout, T
         for (int p = 0; p < P; ++p) sum += d[p];
         (*grads[1])[o] += sum;
       }
-  if (rows && !din) return;
-  if (by_lanes) {
+  // The lane kernels where they fit, on groups of at least kMinLanes images; the rest as below.
+  if (lanes(*this, g)) {
     const KernelTable& kt = kernels();
     float* xl = room(tl.xl, in_stride * kLanes);
     float* yl = room(tl.yl, out_stride * kLanes);
-    for (int b0 = n0; b0 < n1; b0 += kLanes) {
-      const int nb = std::min(kLanes, n1 - b0);
-      kt.to_lanes_f32(in.data() + b0 * in_stride, in_stride, nb, in_stride, xl);
-      kt.to_lanes_f32(dout.data() + b0 * out_stride, out_stride, nb, out_stride, yl);
+    for (int nb; n1 - n0 >= kMinLanes; n0 += nb) {
+      nb = std::min(kLanes, n1 - n0);
+      kt.to_lanes_f32(in.data() + n0 * in_stride, in_stride, nb, in_stride, xl);
+      kt.to_lanes_f32(dout.data() + n0 * out_stride, out_stride, nb, out_stride, yl);
       const ConvLanesArgs a{g.c, g.h, g.w, out_ch, kernel, weight.data(), xl, yl, grads[0]->data()};
       kt.conv_lanes_dw(a);
       if (!din) continue;
       kt.conv_lanes_dx(a);  // overwrites xl with dX
-      kt.from_lanes_f32(xl, in_stride, nb, din->data() + b0 * in_stride, in_stride);
+      kt.from_lanes_f32(xl, in_stride, nb, din->data() + n0 * in_stride, in_stride);
     }
-    return;
+    if (n0 == n1) return;
   }
+  // Stride 1 with more than one output pixel: dW without im2col (weight_grad_rows).
+  const bool rows = stride == 1 && P > 1;
+  if (rows) weight_grad_rows(*this, g, in, dout, n0, n1, *grads[0]);
+  if (rows && !din) return;
   // A kernel covering the unpadded image (conv3), as in forward: a Linear layer on x[n][K], so
   // dW[OC, K] += dY^T X and dX[n][K] = dY W over the whole slice, no im2col, col2im or transposes.
   if (P == 1 && pad == 0 && g.h == kernel && g.w == kernel) {

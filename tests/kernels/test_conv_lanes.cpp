@@ -1,6 +1,7 @@
 // The lane-layout convolutions (ConvLanesArgs): the reference against direct loops over NCHW
 // images in double, every ISA's kernels against the reference (tolerance growing with the sum
-// length), and the layout changes bit for bit, with guards around what they may write.
+// length), and the layout changes bit for bit, with guards around what they may write. Also the
+// 5x5 weight gradient on NCHW images (ConvDwArgs).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -158,6 +159,43 @@ TEST(ConvLanes, LayoutChangesEveryIsaMatchReference) {
             ASSERT_EQ(back0[size_t(i * stride + j)], j < count ? src[size_t(i * stride + j)] : kGuard);
       }
   }
+}
+
+// The 5x5 weight gradient on NCHW images: the reference against direct loops in double, every
+// ISA against the reference; row widths around the 16-column groups, channel counts around the
+// blocks of 4, image strides beyond the image, accumulation onto what is there.
+TEST(Conv5Dw, EveryIsaMatchesReferenceAndDirectLoops) {
+  Rng rng(93);
+  for (int w : {5, 6, 14, 20, 21, 32, 37})
+    for (int oc : {1, 2, 3, 6, 16})
+      for (int c : {1, 2, 6}) {
+        const int h = 5 + static_cast<int>(rng.below(6)), oh = h - 4, ow = w - 4, n = 1 + static_cast<int>(rng.below(4));
+        const int64_t xs = int64_t{c} * h * w + static_cast<int>(rng.below(3)), ys = int64_t{oc} * oh * ow + 1;
+        std::vector<float> x = random_vec(rng, size_t(n * xs)), dy = random_vec(rng, size_t(n * ys));
+        std::vector<float> want = random_vec(rng, size_t(oc) * c * 25), start = want;
+        conv5_dw_f32_ref({n, c, h, w, oc, x.data(), xs, dy.data(), ys, want.data()});
+        SCOPED_TRACE(testing::Message() << "c=" << c << " h=" << h << " w=" << w << " oc=" << oc << " n=" << n);
+        const double tol = 1e-5 * std::sqrt(double(n * oh * ow)) + 1e-6;
+        for (int o = 0; o < oc; ++o)
+          for (int ci = 0; ci < c; ++ci)
+            for (int t = 0; t < 25; ++t) {
+              const size_t j = (size_t(o) * c + ci) * 25 + t;
+              double s = start[j];
+              for (int b = 0; b < n; ++b)
+                for (int oy = 0; oy < oh; ++oy)
+                  for (int ox = 0; ox < ow; ++ox)
+                    s += double{dy[size_t(b * ys + (o * oh + oy) * ow + ox)]} *
+                         x[size_t(b * xs + (ci * h + oy + t / 5) * w + ox + t % 5)];
+              ASSERT_NEAR(want[j], s, tol) << "reference, index " << j;
+            }
+        for (Isa isa : {Isa::avx2, Isa::avx512}) {
+          const KernelTable* tab = kernels_for(isa);
+          if (!tab || !tab->conv5_dw_f32) continue;
+          std::vector<float> got = start;
+          tab->conv5_dw_f32({n, c, h, w, oc, x.data(), xs, dy.data(), ys, got.data()});
+          for (size_t j = 0; j < got.size(); ++j) ASSERT_NEAR(got[j], want[j], tol) << isa_name(isa) << " index " << j;
+        }
+      }
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // Scalar references of the lane-layout convolutions and layout changes (contracts in
-// kernels/dispatch.h, ConvLanesArgs): the formulas, one lane at a time.
+// kernels/dispatch.h, ConvLanesArgs) and of the 5x5 weight gradient (ConvDwArgs): the formulas,
+// one lane at a time.
 #include <algorithm>
 
 #include "kernels/sgemm.h"
@@ -58,6 +59,24 @@ void conv_lanes_dx_ref(const ConvLanesArgs& a) {
                      a.y[((int64_t{o} * oh + oy) * ow + ox) * kLanes + l];
               }
           a.x[((int64_t{c} * a.h + iy) * a.w + ix) * kLanes + l] = s;
+        }
+}
+
+void conv5_dw_f32_ref(const ConvDwArgs& a) {
+  constexpr int k = 5;
+  const int oh = a.h - k + 1, ow = a.w - k + 1;
+  for (int o = 0; o < a.oc; ++o)
+    for (int c = 0; c < a.c; ++c)
+      for (int ky = 0; ky < k; ++ky)
+        for (int kx = 0; kx < k; ++kx) {
+          float s = 0.0f;
+          for (int b = 0; b < a.n; ++b) {
+            const float *x = a.x + b * a.x_stride, *dy = a.dy + b * a.dy_stride;
+            for (int oy = 0; oy < oh; ++oy)
+              for (int ox = 0; ox < ow; ++ox)
+                s += dy[(int64_t{o} * oh + oy) * ow + ox] * x[(int64_t{c} * a.h + oy + ky) * a.w + ox + kx];
+          }
+          a.dw[((o * a.c + c) * k + ky) * k + kx] += s;
         }
 }
 
