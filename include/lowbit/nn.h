@@ -198,9 +198,10 @@ class Sequential {
   enum class Keep { all, backward };
   const Tensor& forward(const Tensor& input, Keep keep = Keep::all);
   int tile = 16;
-  // Backpropagates dL/d(output of layer `end`-1) through layers [0, end); accumulates parameter
-  // gradients. The input gradient is not computed (nothing consumes it).
-  void backward(const Tensor& dout, size_t end);
+  // Backpropagates dL/d(output of layer `end`-1) through layers [0, end); adds the parameter
+  // gradients to what they hold (accumulate), or replaces it (the same bits as zero_grad() first,
+  // without its serial pass). The input gradient is not computed (nothing consumes it).
+  void backward(const Tensor& dout, size_t end, bool accumulate = true);
   // Number of layers up to the logits: a trailing Softmax is excluded (the loss fuses it).
   size_t logits_end() const;
   void zero_grad();

@@ -1,6 +1,7 @@
 // Activations (ReLU, Sigmoid, Tanh), Flatten and Softmax: forward and backward side by side.
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "lowbit/nn.h"
 
@@ -103,19 +104,16 @@ void Softmax::backward(const Tensor& in, const Tensor& out, const Tensor& dout, 
 double softmax_cross_entropy(const Tensor& logits, const uint8_t* labels, Tensor* dlogits) {
   const int N = logits.dim(0), C = logits.dim(1);
   double total = 0.0;
+  std::vector<double> e(static_cast<size_t>(C));  // exp(z - max), reused for the probabilities
   for (int n = 0; n < N; ++n) {
     const float* z = logits.data() + int64_t{n} * C;
     float mx = *std::max_element(z, z + C);
     double sum = 0.0;
-    for (int c = 0; c < C; ++c) sum += std::exp(double{z[c]} - mx);
-    double log_sum = std::log(sum) + mx;
-    total += log_sum - z[labels[n]];
+    for (int c = 0; c < C; ++c) sum += e[size_t(c)] = std::exp(double{z[c]} - mx);
+    total += std::log(sum) + mx - z[labels[n]];
     if (dlogits) {
       float* d = dlogits->data() + int64_t{n} * C;
-      for (int c = 0; c < C; ++c) {
-        double p = std::exp(double{z[c]} - log_sum);
-        d[c] = static_cast<float>((p - (c == labels[n] ? 1.0 : 0.0)) / N);
-      }
+      for (int c = 0; c < C; ++c) d[c] = static_cast<float>((e[size_t(c)] / sum - (c == labels[n] ? 1.0 : 0.0)) / N);
     }
   }
   return total / N;

@@ -71,7 +71,7 @@ size_t Sequential::logits_end() const {
   return (n > 0 && layers_[n - 1]->type() == "Softmax") ? n - 1 : n;
 }
 
-void Sequential::backward(const Tensor& dout, size_t end) {
+void Sequential::backward(const Tensor& dout, size_t end, bool accumulate) {
   grads_.resize(layers_.size() + 1);
   grads_[end] = dout;
   for (size_t i = 1; i < end; ++i) grads_[i].resize(acts_[i].shape());
@@ -132,12 +132,13 @@ void Sequential::backward(const Tensor& dout, size_t end) {
       }
     }
   });
-  // grad += the threads' parts in thread order, element by element (the same sums on any thread
-  // count running this loop); threads take slices of each parameter.
+  // grad (or 0) + the threads' parts in thread order, element by element (the same sums on any
+  // thread count running this loop); threads take slices of each parameter.
   run_threads(nthreads, [&](int th, int nth) {
     for (size_t k = 0; k < params.size(); ++k) {
       float* g = params[k].grad->data();
       const Slice s = thread_slice(static_cast<int>(params[k].grad->numel()), th, nth);
+      if (!accumulate) std::fill(g + s.begin, g + s.end, 0.0f);
       for (int part = 0; part < nthreads; ++part) {
         const float* src = thread_grads_[static_cast<size_t>(part)][k].data();
         for (int e = s.begin; e < s.end; ++e) g[e] += src[e];

@@ -56,8 +56,7 @@ std::vector<EpochStats> train(Sequential& model, Optimizer& opt, const Dataset& 
       if (!std::isfinite(loss))
         throw Error("training diverged: loss is " + std::to_string(loss) + " at epoch " + std::to_string(epoch + 1) +
                     ", batch " + std::to_string(batches + 1) + " (try a smaller --lr)");
-      model.zero_grad();
-      model.backward(dlogits, end);
+      model.backward(dlogits, end, /*accumulate=*/false);
       opt.step();
       loss_sum += loss;
       ++batches;

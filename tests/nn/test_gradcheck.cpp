@@ -268,8 +268,9 @@ TEST(GradCheck, WholeLeNet5) {
 }
 
 // Training's forward (Keep::backward: fused conv -> ReLU -> max pool layers keep only the pool
-// output and the winning positions) gives the same logits and gradients, bit for bit, as the
-// forward that keeps every activation; inputs with exact ties and zeros.
+// output and the winning positions) and backward (accumulate = false, no zero_grad) give the same
+// logits and gradients, bit for bit, as the forward that keeps every activation and zero_grad +
+// an accumulating backward; inputs with exact ties and zeros.
 TEST(SequentialBackward, KeepBackwardGivesTheSameBits) {
   for (bool bias : {false, true}) {
     Sequential m = build_model("lenet5", bias);
@@ -287,8 +288,8 @@ TEST(SequentialBackward, KeepBackwardGivesTheSameBits) {
       logits[mode] = m.activation(end);
       Tensor d(logits[mode].shape());
       softmax_cross_entropy(logits[mode], labels.data(), &d);
-      m.zero_grad();
-      m.backward(d, end);
+      if (mode == 0) m.zero_grad();  // mode 1 replaces the gradients mode 0 left
+      m.backward(d, end, /*accumulate=*/mode == 0);
       for (size_t li = 0; li < m.size(); ++li)
         for (Param& p : m.layer(li).params()) grads[mode].emplace_back(p.grad->data(), p.grad->data() + p.grad->numel());
     }

@@ -62,8 +62,7 @@ void run_bench(const BenchOpts& o) {
       m.forward(x, Sequential::Keep::backward);
       d.resize(m.activation(end).shape());
       softmax_cross_entropy(m.activation(end), labels.data(), &d);
-      m.zero_grad();
-      m.backward(d, end);
+      m.backward(d, end, /*accumulate=*/false);
       opt.step();
     };
     j["precision"] = "fp32";
