@@ -41,7 +41,8 @@ const Tensor& Sequential::forward(const Tensor& input, Keep keep) {
     fused[i] = conv && act && act->kind == ActKind::relu && pool && pool->kind == PoolKind::max && pool->kernel == 2 &&
                pool->stride == 2 && conv->fuses_relu_maxpool(acts_[i].shape());
   }
-  wins_.assign(layers_.size(), {});
+  wins_.resize(layers_.size());
+  for (auto& w : wins_) w.clear();  // keeps the capacity: training allocates nothing per step
   if (keep == Keep::backward)
     for (size_t i = 0; i < layers_.size(); ++i)
       if (fused[i]) wins_[i + 1].resize(static_cast<size_t>(acts_[i + 3].numel()));
