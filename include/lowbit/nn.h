@@ -200,7 +200,8 @@ class Sequential {
   int tile = 16;
   // Backpropagates dL/d(output of layer `end`-1) through layers [0, end); adds the parameter
   // gradients to what they hold (accumulate), or replaces it (the same bits as zero_grad() first,
-  // without its serial pass). The input gradient is not computed (nothing consumes it).
+  // without its serial pass). Gradients below the first layer with
+  // parameters (the input gradient among them) are not computed: nothing consumes them.
   void backward(const Tensor& dout, size_t end, bool accumulate = true);
   // Number of layers up to the logits: a trailing Softmax is excluded (the loss fuses it).
   size_t logits_end() const;

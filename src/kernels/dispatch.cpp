@@ -59,6 +59,10 @@ static KernelTable make_table(Isa isa) {
     t.conv_lanes_dx = conv_lanes_dx__avx512;
     t.to_lanes_f32 = to_lanes_f32__avx512, t.from_lanes_f32 = from_lanes_f32__avx512;
     t.conv5_dw_f32 = conv5_dw_f32__avx512;
+    t.fake_quant_forward = fake_quant_forward__avx512;
+    t.fake_quant_forward_minmax = fake_quant_forward_minmax__avx512;
+    t.fake_quant_backward_clipped = fake_quant_backward_clipped__avx512;
+    t.fake_quant_backward_lsq = fake_quant_backward_lsq__avx512;
   }
   // ---- int8 kernels (engine) ----
   t.qavgpool2x2_u8 = qavgpool2x2_u8_ref;

@@ -83,7 +83,8 @@ using BiasReluMaxpoolFn = void (*)(const float* c, int64_t ldc, int oh, int ow, 
 // (oh x ow) from dq, the pool output's gradient (oh/2 x ow/2), with r = relu(y) the pool's input:
 // dy[p] = 0 + dq[window of p] where p is its window's first maximum of r (order (0,0), (0,1),
 // (1,0), (1,1), strict >, as Pool2d::backward) and y[p] > 0, else 0; rows and columns outside
-// the windows get 0. Exactly Pool2d::backward then Activation::backward (bit for bit).
+// the windows get 0. Exactly Pool2d::backward then Activation::backward (bit for bit). With y
+// null there is no ReLU (no y > 0 test): exactly Pool2d::backward alone, r its input.
 using ReluMaxpoolBackwardFn = void (*)(const float* y, const float* r, const float* dq, int oh, int ow, float* dy);
 
 // The same pair for training, where nothing but the backward pass reads the forward's results:
@@ -163,6 +164,15 @@ struct KernelTable {
   ToLanesFn to_lanes_f32;
   FromLanesFn from_lanes_f32;
   ConvDwFn conv5_dw_f32;  // null likewise
+  // QAT's fake quantization (contracts in lowbit/qat.h): the generic loops compiled for this ISA,
+  // the same bits; null: the generic build's.
+  void (*fake_quant_forward)(const float* x, int64_t n, const struct FakeQuantArgs& a, float* out);
+  void (*fake_quant_forward_minmax)(const float* x, int64_t n, const struct FakeQuantArgs& a, float* out, float* xmin,
+                                    float* xmax);
+  void (*fake_quant_backward_clipped)(const float* x, const float* dy, int64_t n, const struct FakeQuantArgs& a,
+                                      float* dx);
+  double (*fake_quant_backward_lsq)(const float* x, const float* dy, int64_t n, const struct FakeQuantArgs& a,
+                                    float* dx);
   // ---- int8 kernels (engine) are added below this line ----
   // Integer kernels: contracts and argument structs in kernels/qkernels.h (the elaborated
   // `struct X` names declare those structs here without including that header).

@@ -7,6 +7,8 @@
 
 namespace lowbit {
 
+struct FakeQuantArgs;  // lowbit/qat.h
+
 void sgemm_ref(const SgemmArgs& g);
 void sgemm_6x16__avx2(const SgemmArgs& g);
 void sgemm_6x32__avx512(const SgemmArgs& g);
@@ -34,6 +36,12 @@ void conv_lanes_dw_ref(const ConvLanesArgs& a);
 void conv_lanes_dx_ref(const ConvLanesArgs& a);
 void to_lanes_f32_ref(const float* src, int64_t stride, int n, int64_t count, float* dst);
 void from_lanes_f32_ref(const float* src, int64_t count, int n, float* dst, int64_t stride);
+void fake_quant_forward__avx512(const float* x, int64_t n, const FakeQuantArgs& a, float* out);
+void fake_quant_forward_minmax__avx512(const float* x, int64_t n, const FakeQuantArgs& a, float* out, float* xmin,
+                                       float* xmax);
+void fake_quant_backward_clipped__avx512(const float* x, const float* dy, int64_t n, const FakeQuantArgs& a,
+                                         float* dx);
+double fake_quant_backward_lsq__avx512(const float* x, const float* dy, int64_t n, const FakeQuantArgs& a, float* dx);
 void conv5_dw_f32_ref(const ConvDwArgs& a);
 void conv5_dw_f32__avx512(const ConvDwArgs& a);
 void conv_lanes_fwd__avx512(const ConvLanesArgs& a);

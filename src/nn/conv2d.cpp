@@ -204,6 +204,23 @@ bool lanes(const Conv2d& l, const Geometry& g) {
 void Conv2d::forward_rows(const Tensor& in, Tensor& out, int n0, int n1) {
   const Geometry g = geometry(*this, in.shape(), out.shape());
   const int wp = g.w + 2 * pad, N = (g.oh - 1) * wp + g.ow;
+  if (lanes(*this, g)) {  // groups of kMinLanes and more; the rest as below
+    const KernelTable& kt = kernels();
+    const int64_t xsize = int64_t{g.c} * g.h * g.w, ysize = int64_t{out_ch} * g.p();
+    float* xl = room(tl.xl, xsize * kLanes);
+    float* yl = room(tl.yl, ysize * kLanes);
+    for (int nb; n1 - n0 >= kMinLanes; n0 += nb) {
+      nb = std::min(kLanes, n1 - n0);
+      kt.to_lanes_f32(in.data() + n0 * xsize, xsize, nb, xsize, xl);
+      kt.conv_lanes_fwd({g.c, g.h, g.w, out_ch, kernel, weight.data(), xl, yl, nullptr});
+      float* y = out.data() + n0 * ysize;
+      kt.from_lanes_f32(yl, ysize, nb, y, ysize);
+      if (has_bias)
+        for (int b = 0; b < nb; ++b)
+          for (int o = 0; o < out_ch; ++o)
+            for (int64_t p = 0; p < g.p(); ++p) y[b * ysize + o * g.p() + p] += bias[o];
+    }
+  }
   conv_rows(*this, g, in, n0, n1, [&](int b, const float* c) {
     float* y = out.data() + int64_t{b} * out_ch * g.p();
     for (int o = 0; o < out_ch; ++o) {

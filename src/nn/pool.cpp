@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "kernels/dispatch.h"
 #include "lowbit/nn.h"
 
 namespace lowbit {
@@ -49,8 +50,14 @@ void Pool2d::backward(const Tensor& in, const Tensor& out, const Tensor& dout, T
                       const std::vector<Tensor*>&) {
   if (!din) return;
   const int C = in.dim(1), H = in.dim(2), W = in.dim(3);
-  std::fill(din->data() + int64_t{n0} * C * H * W, din->data() + int64_t{n1} * C * H * W, 0.0f);
   const int OH = out.dim(2), OW = out.dim(3);
+  if (kernel == 2 && stride == 2 && kind == PoolKind::max) {  // LeNet's case: the SIMD kernel, same bits
+    const ReluMaxpoolBackwardFn k = kernels().relu_maxpool_backward_f32;
+    for (int64_t pl = int64_t{n0} * C; pl < int64_t{n1} * C; ++pl)
+      k(nullptr, in.data() + pl * H * W, dout.data() + pl * OH * OW, H, W, din->data() + pl * H * W);
+    return;
+  }
+  std::fill(din->data() + int64_t{n0} * C * H * W, din->data() + int64_t{n1} * C * H * W, 0.0f);
   const float inv = 1.0f / static_cast<float>(kernel * kernel);
   for (int pl = n0 * C; pl < n1 * C; ++pl) {
     const float* x = in.data() + int64_t{pl} * H * W;
@@ -66,13 +73,6 @@ void Pool2d::backward(const Tensor& in, const Tensor& out, const Tensor& dout, T
           continue;
         }
         int best = base;
-        if (kernel == 2) {  // LeNet's case, unrolled; same first-max order as the loop below
-          int c[3] = {base + 1, base + W, base + W + 1};
-          for (int i : c)
-            if (x[i] > x[best]) best = i;
-          dx[best] += g;
-          continue;
-        }
         for (int ky = 0; ky < kernel; ++ky)
           for (int kx = 0; kx < kernel; ++kx)
             if (x[base + ky * W + kx] > x[best]) best = base + ky * W + kx;

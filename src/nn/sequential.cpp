@@ -104,6 +104,10 @@ void Sequential::backward(const Tensor& dout, size_t end, bool accumulate) {
     fused[i] = act && act->kind == ActKind::relu && pool && pool->kind == PoolKind::max && pool->kernel == 2 &&
                pool->stride == 2 && acts_[i].rank() == 4;
   }
+  // Layers below the first with parameters need no gradient (in QAT, the input's quantizer; in
+  // LeNet, conv1's input gradient).
+  size_t first = 0;
+  while (first < end && layers_[first]->params().empty()) ++first;
   const ReluMaxpoolBackwardFn relu_maxpool_backward = kernels().relu_maxpool_backward_f32;
   const ReluMaxpoolBackwardWinFn relu_maxpool_backward_win = kernels().relu_maxpool_backward_win_f32;
   run_threads(nthreads, [&](int th, int nth) {
@@ -111,13 +115,13 @@ void Sequential::backward(const Tensor& dout, size_t end, bool accumulate) {
     Slice s = thread_slice(tiles, th, nth);
     for (int t = s.begin; t < s.end; ++t) {
       int n0 = t * tile, n1 = std::min(N, n0 + tile);
-      for (size_t i = end; i-- > 0;) {
+      for (size_t i = end; i-- > first;) {
         if (fused[i]) {  // layer i - 1 is the ReLU, i the pool
           const Tensor &y = acts_[i - 1], &r = acts_[i], &dq = grads_[i + 1];
           const int C = r.dim(1), H = r.dim(2), W = r.dim(3);
           const int64_t plane = int64_t{H} * W, pooled = int64_t{H / 2} * (W / 2);
           const uint8_t* win = i - 1 < wins_.size() && !wins_[i - 1].empty() ? wins_[i - 1].data() : nullptr;
-          if (i - 1 > 0)
+          if (i - 1 > first)
             for (int64_t pl = int64_t{n0} * C; pl < int64_t{n1} * C; ++pl) {
               float* dy = grads_[i - 1].data() + pl * plane;
               if (win)
@@ -128,7 +132,7 @@ void Sequential::backward(const Tensor& dout, size_t end, bool accumulate) {
           --i;
           continue;
         }
-        layers_[i]->backward(acts_[i], acts_[i + 1], grads_[i + 1], i > 0 ? &grads_[i] : nullptr, n0, n1,
+        layers_[i]->backward(acts_[i], acts_[i + 1], grads_[i + 1], i > first ? &grads_[i] : nullptr, n0, n1,
                              views[static_cast<size_t>(th)][i]);
       }
     }

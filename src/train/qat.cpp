@@ -679,7 +679,7 @@ const Tensor& QatNetwork::forward_train(const Tensor& x) {
       a->smin.assign(static_cast<size_t>(n), 0.0f);
       a->smax.assign(static_cast<size_t>(n), 0.0f);
     }
-  const Tensor& out = im.net.forward(x);
+  const Tensor& out = im.net.forward(x, Sequential::Keep::backward);
   for (auto& a : im.acts) a->observing = false;
   return out;
 }
@@ -787,7 +787,7 @@ double cpu_seconds() {  // all threads of the process
 }
 
 // One epoch of mini-batch SGD, the same loop for the QAT network and the FP32 baseline so that
-// their costs compare: forward(x) -> logits, softmax cross-entropy, zero_grad, backward,
+// their costs compare: forward(x) -> logits, softmax cross-entropy, backward (replacing the gradients),
 // after_backward(), optimizer step, after_step() (false: stop, something became non-finite).
 struct EpochHooks {
   std::function<const Tensor&(const Tensor&)> forward;
@@ -825,8 +825,7 @@ EpochOutcome run_epoch(Sequential& net, Optimizer& opt, const Dataset& d, const 
       o.bad_loss = loss;
       break;
     }
-    net.zero_grad();
-    net.backward(dlogits, end);
+    net.backward(dlogits, end, /*accumulate=*/false);
     if (h.after_backward) h.after_backward();
     opt.step();
     if (h.after_step && !h.after_step()) {
@@ -947,7 +946,7 @@ std::vector<FinetuneEpoch> finetune_fp32(Sequential& fp32, const Dataset& train_
   if (train_set.size() == 0) throw Error("--data: the training set is empty");
   Optimizer opt = sgd(fp32, cfg);
   EpochHooks h;
-  h.forward = [&](const Tensor& x) -> const Tensor& { return fp32.forward(x); };
+  h.forward = [&](const Tensor& x) -> const Tensor& { return fp32.forward(x, Sequential::Keep::backward); };
   std::vector<FinetuneEpoch> out;
   for (int epoch = 0; epoch < cfg.epochs; ++epoch) {
     const EpochOutcome o = run_epoch(fp32, opt, train_set, cfg, epoch, h, "fp32");

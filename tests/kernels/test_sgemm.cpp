@@ -204,6 +204,27 @@ TEST(ReluMaxpoolBackward, ReferenceIsPoolThenReluBackward) {
     }
 }
 
+// Without y, the reference is max pooling's backward alone: the gradient to the first maximum of
+// each window (strict >, row-major order) even where that maximum is 0 or negative.
+TEST(ReluMaxpoolBackward, WithoutYIsMaxPoolBackward) {
+  Rng rng(50);
+  for (int oh : {2, 3, 6})
+    for (int ow : {2, 5, 10}) {
+      std::vector<float> x(size_t(oh * ow)), dq(size_t((oh / 2) * (ow / 2))), got(x.size(), 7.0f), want(x.size(), 0.0f);
+      for (float& v : x) v = rng.below(3) == 0 ? -1.0f : rng.uniform(-2, 2);  // ties and negatives
+      for (float& v : dq) v = rng.uniform(-1, 1);
+      for (int py = 0; py < oh / 2; ++py)
+        for (int px = 0; px < ow / 2; ++px) {
+          int best = 2 * py * ow + 2 * px;
+          for (int p : {best + 1, best + ow, best + ow + 1})
+            if (x[size_t(p)] > x[size_t(best)]) best = p;
+          want[size_t(best)] = dq[size_t(py * (ow / 2) + px)];
+        }
+      relu_maxpool_backward_f32_ref(nullptr, x.data(), dq.data(), oh, ow, got.data());
+      for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(got[i], want[i]) << "oh=" << oh << " ow=" << ow << " at " << i;
+    }
+}
+
 TEST(ReluMaxpoolBackward, EveryIsaMatchesReference) {
   Rng rng(47);
   const float kGuard = 12345.0f;
@@ -225,6 +246,11 @@ TEST(ReluMaxpoolBackward, EveryIsaMatchesReference) {
         t->relu_maxpool_backward_f32(y.data(), r.data(), dq.data(), oh, ow, got.data());
         ASSERT_EQ(0, std::memcmp(want.data(), got.data(), (plane + 16) * sizeof(float)))
             << isa_name(isa) << " oh=" << oh << " ow=" << ow;
+        // Without y (max pooling alone, Pool2d::backward): r itself, with NaN and -0, and no gate.
+        relu_maxpool_backward_f32_ref(nullptr, y.data(), dq.data(), oh, ow, want.data());
+        t->relu_maxpool_backward_f32(nullptr, y.data(), dq.data(), oh, ow, got.data());
+        ASSERT_EQ(0, std::memcmp(want.data(), got.data(), (plane + 16) * sizeof(float)))
+            << isa_name(isa) << " no ReLU, oh=" << oh << " ow=" << ow;
       }
   }
 }

@@ -7,9 +7,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
+#include "kernels/dispatch.h"
 #include "lowbit/qat.h"
+#include "train/fake_quant_loops.h"  // the generic loops, compiled here without ISA flags
 
 namespace lowbit {
 namespace {
@@ -189,6 +192,54 @@ TEST(Ste, LsqInsideEqualsFiniteDifferenceOfTheSteSurrogate) {
     float d;
     const double got = fake_quant_backward_lsq(&xv, &g, 1, fake_quant_args(make_qp(s0, 0, 4)), &d);
     EXPECT_NEAR(got, fd, 1e-5) << "x=" << xv;
+  }
+}
+
+// The ISA builds of the loops (kernels().fake_quant_*) against the generic build, bit for bit:
+// every rounding mode (nearest-even; fixed point with one threshold and with one per element),
+// with and without ReLU, lengths around the vector widths, values at ties, clamps, NaN and -0.
+TEST(FakeQuant, EveryIsaBuildMatchesTheGenericLoopsBitForBit) {
+  Rng rng(77);
+  for (Isa isa : {Isa::avx2, Isa::avx512}) {
+    const KernelTable* t = kernels_for(isa);
+    if (!t || !t->fake_quant_forward) continue;
+    for (int mode = 0; mode < 3; ++mode)
+      for (bool relu : {false, true})
+        for (int64_t n : {1, 7, 16, 33, 1000}) {
+          FakeQuantArgs a;
+          a.scale = 0.037f;
+          a.zero_point = relu ? -128 : 3;
+          a.qmin = relu ? a.zero_point : -128;
+          a.relu = relu;
+          a.right = mode == 0 ? -1 : 9;
+          std::vector<float> th(static_cast<size_t>(n));
+          for (float& v : th) v = fixedpoint_threshold(1 + static_cast<int32_t>(rng.below(12)));
+          if (mode == 2) a.thresholds = th.data();
+          std::vector<float> x(static_cast<size_t>(n)), dy(static_cast<size_t>(n));
+          for (size_t i = 0; i < x.size(); ++i) {
+            const uint64_t kind = rng.below(10);
+            x[i] = kind == 0 ? (static_cast<float>(rng.below(40)) - 20.5f) * a.scale  // ties
+                   : kind == 1 ? -0.0f : kind == 2 ? std::nanf("") : rng.uniform(-6, 6);
+            dy[i] = rng.uniform(-1, 1);
+          }
+          std::vector<float> want(x.size()), got(x.size()), wd(x.size()), gd(x.size());
+          fq_forward(x.data(), n, a, want.data());
+          t->fake_quant_forward(x.data(), n, a, got.data());
+          ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * 4)) << isa_name(isa) << " forward mode " << mode;
+          float mn0, mx0, mn1, mx1;
+          fq_forward_minmax(x.data(), n, a, want.data(), &mn0, &mx0);
+          t->fake_quant_forward_minmax(x.data(), n, a, got.data(), &mn1, &mx1);
+          ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * 4)) << isa_name(isa) << " minmax mode " << mode;
+          ASSERT_EQ(0, std::memcmp(&mn0, &mn1, 4));
+          ASSERT_EQ(0, std::memcmp(&mx0, &mx1, 4));
+          fq_backward_clipped(x.data(), dy.data(), n, a, wd.data());
+          t->fake_quant_backward_clipped(x.data(), dy.data(), n, a, gd.data());
+          ASSERT_EQ(0, std::memcmp(wd.data(), gd.data(), wd.size() * 4)) << isa_name(isa) << " clipped mode " << mode;
+          const double s0 = fq_backward_lsq(x.data(), dy.data(), n, a, wd.data());
+          const double s1 = t->fake_quant_backward_lsq(x.data(), dy.data(), n, a, gd.data());
+          ASSERT_EQ(0, std::memcmp(wd.data(), gd.data(), wd.size() * 4)) << isa_name(isa) << " lsq mode " << mode;
+          ASSERT_EQ(0, std::memcmp(&s0, &s1, 8)) << isa_name(isa) << " lsq sum mode " << mode;
+        }
   }
 }
 

@@ -69,7 +69,8 @@ void bias_relu_maxpool_f32__avx512(const float* c, int64_t ldc, int oh, int ow, 
 
 // Rows of up to 32 values in pairs: the four positions of 16 windows de-interleaved into four
 // vectors (even / odd columns of the two rows), the first maximum chosen with the reference's
-// strict compares in its order, and the gradient put back at that position where y > 0.
+// strict compares in its order, and the gradient put back at that position where y > 0 (or
+// always, with y null).
 void relu_maxpool_backward_f32__avx512(const float* y, const float* r, const float* dq, int oh, int ow, float* dy) {
   if (ow > 32) {
     relu_maxpool_backward_f32_ref(y, r, dq, oh, ow, dy);
@@ -85,7 +86,7 @@ void relu_maxpool_backward_f32__avx512(const float* y, const float* r, const flo
   const __mmask16 pooled_lo = first(2 * pw), pooled_hi = first(2 * pw - 16);  // columns inside windows
   int oy = 0;
   for (; oy + 1 < oh; oy += 2) {
-    const float *ra = r + oy * ow, *rb = ra + ow, *ya = y + oy * ow, *yb = ya + ow;
+    const float *ra = r + oy * ow, *rb = ra + ow, *ya = y ? y + oy * ow : nullptr, *yb = y ? ya + ow : nullptr;
     auto split = [&](const float* row, __m512& ev, __m512& od) {
       const __m512 v0 = _mm512_maskz_loadu_ps(m0, row), v1 = _mm512_maskz_loadu_ps(m1, row + 16);
       ev = _mm512_permutex2var_ps(v0, even, v1);
@@ -94,8 +95,12 @@ void relu_maxpool_backward_f32__avx512(const float* y, const float* r, const flo
     __m512 r00, r01, r10, r11, y00, y01, y10, y11;  // r[row][column parity] of 16 windows
     split(ra, r00, r01);
     split(rb, r10, r11);
-    split(ya, y00, y01);
-    split(yb, y10, y11);
+    if (y) {
+      split(ya, y00, y01);
+      split(yb, y10, y11);
+    } else {  // no ReLU: every y counts as positive
+      y00 = y01 = y10 = y11 = _mm512_set1_ps(1.0f);
+    }
     // best = 0; r01 > best -> 1; r10 > r[best] -> 2; r11 > r[best] -> 3
     __m512 bv = r00;
     const __mmask16 g1 = _mm512_cmp_ps_mask(r01, bv, _CMP_GT_OQ);

@@ -54,14 +54,15 @@ void block(const ConvDwArgs& a, const float* x, const float* dy, int o, int c, i
 
 void conv5_dw_f32__avx512(const ConvDwArgs& a) {
   const size_t n = size_t(a.oc) * a.c * K * K;
-  thread_local AlignedVector<__m512> part;  // [oc][c][ky][kx] lane partial sums
-  part.assign(n, _mm512_setzero_ps());
+  thread_local AlignedVector<float> lanes;  // [oc][c][ky][kx][16] lane partial sums
+  lanes.assign(n * 16, 0.0f);
+  __m512* part = reinterpret_cast<__m512*>(lanes.data());  // __m512 may alias float
   for (int b = 0; b < a.n; ++b) {
     const float *x = a.x + b * a.x_stride, *dy = a.dy + b * a.dy_stride;
     for (int o = 0; o < a.oc; o += 4)
       for (int c = 0; c < a.c; ++c)
         for (int ky = 0; ky < K; ++ky) {
-          __m512* p = part.data() + ((int64_t{o} * a.c + c) * K + ky) * K;
+          __m512* p = part + ((int64_t{o} * a.c + c) * K + ky) * K;
           switch (std::min(4, a.oc - o)) {
             case 4: block<4>(a, x, dy, o, c, ky, p); break;
             case 3: block<3>(a, x, dy, o, c, ky, p); break;

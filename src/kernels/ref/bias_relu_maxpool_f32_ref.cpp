@@ -33,7 +33,7 @@ void relu_maxpool_backward_f32_ref(const float* y, const float* r, const float* 
       int best = base;
       for (int p : {base + 1, base + ow, base + ow + 1})
         if (r[p] > r[best]) best = p;
-      if (y[best] > 0.0f) dy[best] = 0.0f + dq[py * pw + px];
+      if (!y || y[best] > 0.0f) dy[best] = 0.0f + dq[py * pw + px];
     }
 }
 
