@@ -199,28 +199,41 @@ bool lanes(const Conv2d& l, const Geometry& g) {
          conv_lanes_fits(g.c, g.h, g.w, l.out_ch, l.kernel);
 }
 
+// The forward of [n0, n1) on the lane kernels, in groups of kMinLanes to kLanes images: a group's
+// result (no bias) goes back to NCHW at dst(first image), then done(first image, images, result)
+// runs. Returns where the images left for the other paths start.
+template <class Dst, class Done>
+int forward_lanes(const Conv2d& l, const Geometry& g, const Tensor& in, int n0, int n1, Dst dst, Done done) {
+  if (!lanes(l, g)) return n0;
+  const KernelTable& kt = kernels();
+  const int64_t xsize = int64_t{g.c} * g.h * g.w, ysize = int64_t{l.out_ch} * g.p();
+  float* xl = room(tl.xl, xsize * kLanes);
+  float* yl = room(tl.yl, ysize * kLanes);
+  for (int nb; n1 - n0 >= kMinLanes; n0 += nb) {
+    nb = std::min(kLanes, n1 - n0);
+    kt.to_lanes_f32(in.data() + n0 * xsize, xsize, nb, xsize, xl);
+    kt.conv_lanes_fwd({g.c, g.h, g.w, l.out_ch, l.kernel, l.weight.data(), xl, yl, nullptr});
+    float* y = dst(n0);
+    kt.from_lanes_f32(yl, ysize, nb, y, ysize);
+    done(n0, nb, y);
+  }
+  return n0;
+}
+
 }  // namespace
 
 void Conv2d::forward_rows(const Tensor& in, Tensor& out, int n0, int n1) {
   const Geometry g = geometry(*this, in.shape(), out.shape());
   const int wp = g.w + 2 * pad, N = (g.oh - 1) * wp + g.ow;
-  if (lanes(*this, g)) {  // groups of kMinLanes and more; the rest as below
-    const KernelTable& kt = kernels();
-    const int64_t xsize = int64_t{g.c} * g.h * g.w, ysize = int64_t{out_ch} * g.p();
-    float* xl = room(tl.xl, xsize * kLanes);
-    float* yl = room(tl.yl, ysize * kLanes);
-    for (int nb; n1 - n0 >= kMinLanes; n0 += nb) {
-      nb = std::min(kLanes, n1 - n0);
-      kt.to_lanes_f32(in.data() + n0 * xsize, xsize, nb, xsize, xl);
-      kt.conv_lanes_fwd({g.c, g.h, g.w, out_ch, kernel, weight.data(), xl, yl, nullptr});
-      float* y = out.data() + n0 * ysize;
-      kt.from_lanes_f32(yl, ysize, nb, y, ysize);
-      if (has_bias)
-        for (int b = 0; b < nb; ++b)
-          for (int o = 0; o < out_ch; ++o)
-            for (int64_t p = 0; p < g.p(); ++p) y[b * ysize + o * g.p() + p] += bias[o];
-    }
-  }
+  const int64_t ysize = int64_t{out_ch} * g.p();
+  n0 = forward_lanes(
+      *this, g, in, n0, n1, [&](int b0) { return out.data() + b0 * ysize; },
+      [&](int, int nb, float* y) {
+        if (has_bias)
+          for (int b = 0; b < nb; ++b)
+            for (int o = 0; o < out_ch; ++o)
+              for (int64_t p = 0; p < g.p(); ++p) y[b * ysize + o * g.p() + p] += bias[o];
+      });
   conv_rows(*this, g, in, n0, n1, [&](int b, const float* c) {
     float* y = out.data() + int64_t{b} * out_ch * g.p();
     for (int o = 0; o < out_ch; ++o) {
@@ -258,21 +271,13 @@ void Conv2d::forward_relu_maxpool(const Tensor& in, Tensor& conv_out, Tensor& re
       keep_all(c, ldc, g.oh, g.ow, bv, conv_out.data() + plane, relu_out.data() + plane, pool_out.data() + pooled,
                o + 1 < out_ch);
   };
-  if (lanes(*this, g)) {
-    const KernelTable& kt = kernels();
-    const int64_t xsize = int64_t{g.c} * g.h * g.w, ysize = int64_t{out_ch} * g.p();
-    float* xl = room(tl.xl, xsize * kLanes);
-    float* yl = room(tl.yl, ysize * kLanes);
-    float* c = room(tl.out, ysize * kLanes);  // the group's result back in NCHW
-    for (int nb; n1 - n0 >= kMinLanes; n0 += nb) {
-      nb = std::min(kLanes, n1 - n0);
-      kt.to_lanes_f32(in.data() + n0 * xsize, xsize, nb, xsize, xl);
-      kt.conv_lanes_fwd({g.c, g.h, g.w, out_ch, kernel, weight.data(), xl, yl, nullptr});
-      kt.from_lanes_f32(yl, ysize, nb, c, ysize);
-      for (int b = 0; b < nb; ++b)
-        for (int o = 0; o < out_ch; ++o) epilogue(n0 + b, o, c + b * ysize + int64_t{o} * g.p(), g.ow);
-    }
-  }
+  const int64_t ysize = int64_t{out_ch} * g.p();
+  n0 = forward_lanes(
+      *this, g, in, n0, n1, [&](int) { return room(tl.out, ysize * kLanes); },
+      [&](int b0, int nb, const float* c) {
+        for (int b = 0; b < nb; ++b)
+          for (int o = 0; o < out_ch; ++o) epilogue(b0 + b, o, c + b * ysize + int64_t{o} * g.p(), g.ow);
+      });
   conv_rows(*this, g, in, n0, n1, [&](int b, const float* c) {
     for (int o = 0; o < out_ch; ++o) epilogue(b, o, c + int64_t{o} * N, wp);
   });

@@ -95,7 +95,8 @@ TEST(GradCheck, Conv2dAllGeometries) {
 }
 
 // The forward pass itself against direct loops (stride 1 runs without im2col, stride 2 and 1x1
-// outputs through it): every geometry kind, batch 1 and 3, tolerance growing with the sum length.
+// outputs through it): every geometry kind, batches 1, 3 and 19, tolerance growing with the sum
+// length.
 TEST(Conv2dForward, MatchesDirectLoops) {
   struct Case { int c, oc, k, stride, pad, h, w; bool bias; };
   for (Case cs : {Case{1, 6, 5, 1, 0, 32, 32, false}, Case{6, 16, 5, 1, 0, 14, 14, true}, Case{16, 7, 5, 1, 0, 5, 5, false},
@@ -105,7 +106,7 @@ TEST(Conv2dForward, MatchesDirectLoops) {
     Rng rng(7);
     l.init(rng);
     SCOPED_TRACE(l.spec().dump());
-    for (int n : {1, 3}) {
+    for (int n : {1, 3, 19}) {  // 19: a lane group of 16 (where the lane kernels fit) and 3 more
       Tensor x(Shape{n, cs.c, cs.h, cs.w});
       for (int64_t i = 0; i < x.numel(); ++i) x[i] = rng.uniform(-1, 1);
       Tensor y(l.output_shape(x.shape()));
