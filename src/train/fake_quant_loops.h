@@ -138,13 +138,13 @@ double backward_lsq(const float* x, const float* dy, int64_t n, const FakeQuantA
     for (int64_t i = 0; i < m; ++i) d[i] = rd.round(clampf(rd.v(xc[i]), b.lo, b.hi), c0 + i);
     for (int64_t i = 0; i < m; ++i) {  // at the clamps R(v) is L or U itself: d = R(v) - v * [L < v < U]
       const float v = rd.v(xc[i]);
-      const float inside_v = (v > b.lo) & (v < b.hi) ? v : 0.0f;
+      const float inside_v = ((v > b.lo) & (v < b.hi)) ? v : 0.0f;
       d[i] -= inside_v;
     }
     for (int64_t i = 0; i < m; ++i) {
       const float v = rd.v(xc[i]);
       const float g = gc[i];
-      dx[c0 + i] = (v > b.lo) & (v < b.hi) ? g : 0.0f;
+      dx[c0 + i] = ((v > b.lo) & (v < b.hi)) ? g : 0.0f;
     }
     const int64_t body = m - m % kLanes;
     for (int64_t i = 0; i < body; i += kLanes)
