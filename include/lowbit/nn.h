@@ -195,8 +195,12 @@ class Sequential {
   // Keep::backward (training): a fused conv -> ReLU -> max pool keeps only the pool's output and
   // its windows' winning positions, which is all backward() needs; activation() of that conv
   // and ReLU is then stale.
+  // With freeze, layers may first rebuild transposed copies of their weights (FrozenWeights), a
+  // gain when one set of weights serves many calls (inference), a cost when it changes every
+  // step (training): Keep::all freezes, Keep::backward does not, unless told otherwise.
   enum class Keep { all, backward };
-  const Tensor& forward(const Tensor& input, Keep keep = Keep::all);
+  const Tensor& forward(const Tensor& input, Keep keep = Keep::all) { return forward(input, keep, keep == Keep::all); }
+  const Tensor& forward(const Tensor& input, Keep keep, bool freeze);
   int tile = 16;
   // Backpropagates dL/d(output of layer `end`-1) through layers [0, end); adds the parameter
   // gradients to what they hold (accumulate), or replaces it (the same bits as zero_grad() first,

@@ -3,7 +3,8 @@
 // images are turned into one vector per pixel and every pass is broadcast-weight FMAs
 // (ConvLanesArgs in kernels/dispatch.h): no im2col, no wasted columns.
 // Forward, stride 1: per image, out[OC, N] = W[OC, K] * B with B's rows pointing into the input
-// (conv_rows, no im2col). A whole-image kernel (LeNet's conv3): out[n][OC] = x[n][K] * W^T.
+// (conv_rows, no im2col). A whole-image kernel (LeNet's conv3): out[n][OC] = x[n][K] * W^T,
+// against W^T built once while frozen (inference), else as dot products of x's and W's rows.
 // Otherwise, per tile of images: col[K = C*KH*KW, T*P] (P = OH*OW), out[OC, T*P] = W * col.
 // Backward: dW[OC, K] += dout[OC, T*P] * col^T (stride 1: dY and the input rows both along the
 // output pixels, no im2col);
@@ -297,6 +298,21 @@ void Conv2d::forward(const Tensor& in, Tensor& out, int n0, int n1) {
   if (frozen_.valid && P == 1 && pad == 0 && g.h == kernel && g.w == kernel) {
     frozen_.apply(in.data() + n0 * in_stride, n1 - n0, out_ch, K, has_bias ? bias.data() : nullptr,
                   out.data() + n0 * out_stride);
+    return;
+  }
+  // Not frozen (training: the weights change every step, so transposing them would cost more
+  // than it saves): dot products of x's rows with W's rows.
+  if (P == 1 && pad == 0 && g.h == kernel && g.w == kernel) {
+    const int t = n1 - n0;
+    tl.arows.resize(static_cast<size_t>(t));
+    tl.brows.resize(static_cast<size_t>(out_ch));
+    for (int i = 0; i < t; ++i) tl.arows[size_t(i)] = in.data() + (n0 + i) * in_stride;
+    for (int o = 0; o < out_ch; ++o) tl.brows[size_t(o)] = weight.data() + int64_t{o} * K;
+    float* y = out.data() + n0 * out_stride;
+    kernels().sgemm_nt({t, out_ch, K, tl.arows.data(), tl.brows.data(), y, out_ch, false});
+    if (has_bias)
+      for (int i = 0; i < t; ++i)
+        for (int o = 0; o < out_ch; ++o) y[int64_t{i} * out_ch + o] += bias[o];
     return;
   }
   const SgemmFn sgemm = kernels().sgemm;

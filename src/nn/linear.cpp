@@ -1,4 +1,5 @@
-// Linear: y[N, O] = x[N, I] * W^T + b. Backward: dW[O, I] += dy^T * x, dx[N, I] = dy * W.
+// Linear: y[N, O] = x[N, I] * W^T + b (W^T built once while frozen, else dot products of rows).
+// Backward: dW[O, I] += dy^T * x, dx[N, I] = dy * W.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -74,7 +75,14 @@ void Linear::forward(const Tensor& in, Tensor& out, int n0, int n1) {
     frozen_.apply(in.data() + int64_t{n0} * in_f, rows, out_f, in_f, has_bias ? bias.data() : nullptr, y);
     return;
   }
-  kernels().sgemm({rows, out_f, in_f, in.data() + int64_t{n0} * in_f, in_f, 1, weight.data(), 1, in_f, y, out_f, false});
+  // Not frozen (training: the weights change every step): dot products of x's rows with W's
+  // rows, nothing transposed or packed.
+  thread_local std::vector<const float*> xr, wr;
+  xr.resize(static_cast<size_t>(rows));
+  wr.resize(static_cast<size_t>(out_f));
+  for (int n = 0; n < rows; ++n) xr[size_t(n)] = in.data() + int64_t{n0 + n} * in_f;
+  for (int o = 0; o < out_f; ++o) wr[size_t(o)] = weight.data() + int64_t{o} * in_f;
+  kernels().sgemm_nt({rows, out_f, in_f, xr.data(), wr.data(), y, out_f, false});
   if (has_bias)
     for (int n = 0; n < rows; ++n)
       for (int o = 0; o < out_f; ++o) y[int64_t{n} * out_f + o] += bias[o];

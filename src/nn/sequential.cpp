@@ -27,7 +27,7 @@ Shape Sequential::output_shape(const Shape& in) const {
 
 // Tiles [t * tile, (t + 1) * tile) of the batch; thread i of T takes a contiguous run of tiles
 // (thread_slice), so what each thread sums, and in which order, depends only on (batch, T).
-const Tensor& Sequential::forward(const Tensor& input, Keep keep) {
+const Tensor& Sequential::forward(const Tensor& input, Keep keep, bool freeze) {
   acts_.resize(layers_.size() + 1);
   acts_[0] = input;
   for (size_t i = 0; i < layers_.size(); ++i) acts_[i + 1].resize(layers_[i]->output_shape(acts_[i].shape()));
@@ -46,7 +46,8 @@ const Tensor& Sequential::forward(const Tensor& input, Keep keep) {
   if (keep == Keep::backward)
     for (size_t i = 0; i < layers_.size(); ++i)
       if (fused[i]) wins_[i + 1].resize(static_cast<size_t>(acts_[i + 3].numel()));
-  for (auto& l : layers_) l->freeze();
+  if (freeze)
+    for (auto& l : layers_) l->freeze();
   run_threads(std::max(1, std::min(threads(), tiles)), [&](int th, int nth) {
     Slice s = thread_slice(tiles, th, nth);
     for (int t = s.begin; t < s.end; ++t) {

@@ -285,7 +285,8 @@ TEST(SequentialBackward, KeepBackwardGivesTheSameBits) {
     std::vector<std::vector<float>> grads[2];
     Tensor logits[2];
     for (int mode = 0; mode < 2; ++mode) {
-      m.forward(x, mode == 0 ? Sequential::Keep::all : Sequential::Keep::backward);
+      // The same forward kernels both times (unfrozen weights, as training runs).
+      m.forward(x, mode == 0 ? Sequential::Keep::all : Sequential::Keep::backward, /*freeze=*/false);
       logits[mode] = m.activation(end);
       Tensor d(logits[mode].shape());
       softmax_cross_entropy(logits[mode], labels.data(), &d);
