@@ -33,9 +33,19 @@ class Layer {
   virtual void forward(const Tensor& in, Tensor& out, int n0, int n1) = 0;
   // Given dL/dout for samples [n0, n1): accumulates (+=) parameter gradients into `grads` (one
   // tensor per params() entry, same order) and writes dL/din[n0, n1) when din != nullptr.
-  // `in` and `out` are the tensors of the matching forward call.
+  // `in` and `out` are the tensors of the matching forward call. Empty `grads` (only where
+  // grad_rows(in) > 0): dL/din alone.
   virtual void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din, int n0, int n1,
                         const std::vector<Tensor*>& grads) = 0;
+  // A layer whose parameter gradients are one GEMM over the batch (Linear; a convolution whose
+  // kernel covers its input) may also compute them by rows of output units: grad_rows(in) > 0
+  // rows, and grads_by_rows() gives rows [o0, o1) of every parameter's gradient summed over all
+  // samples, added to `grads` (accumulate) or replacing them. Sequential splits these rows across
+  // threads instead of summing per-thread partial gradients: for LeNet's conv3 and fc1, whose
+  // weights outweigh their activations, that moves and adds far fewer floats.
+  virtual int grad_rows(const Shape& /*in*/) const { return 0; }
+  virtual void grads_by_rows(const Tensor& /*in*/, const Tensor& /*dout*/, int /*o0*/, int /*o1*/,
+                             const std::vector<Tensor*>& /*grads*/, bool /*accumulate*/) {}
   virtual std::vector<Param> params() { return {}; }
   // Multiply-adds per sample for a per-sample input shape (no batch dimension).
   virtual int64_t macs(const Shape& /*in*/) const { return 0; }
@@ -78,6 +88,9 @@ class Conv2d : public Layer {
   void forward(const Tensor& in, Tensor& out, int n0, int n1) override;
   void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din, int n0, int n1,
                 const std::vector<Tensor*>& grads) override;
+  int grad_rows(const Shape& in) const override;
+  void grads_by_rows(const Tensor& in, const Tensor& dout, int o0, int o1, const std::vector<Tensor*>& grads,
+                     bool accumulate) override;
   std::vector<Param> params() override;
   int64_t macs(const Shape& in) const override;
   std::string kernel_str() const override;
@@ -112,6 +125,9 @@ class Linear : public Layer {
   void forward(const Tensor& in, Tensor& out, int n0, int n1) override;
   void backward(const Tensor& in, const Tensor& out, const Tensor& dout, Tensor* din, int n0, int n1,
                 const std::vector<Tensor*>& grads) override;
+  int grad_rows(const Shape& /*in*/) const override { return out_f; }
+  void grads_by_rows(const Tensor& in, const Tensor& dout, int o0, int o1, const std::vector<Tensor*>& grads,
+                     bool accumulate) override;
   std::vector<Param> params() override;
   int64_t macs(const Shape& in) const override { (void)in; return int64_t{in_f} * out_f; }
   nlohmann::json spec() const override;

@@ -18,6 +18,7 @@
 #include "core/aligned_vector.h"
 #include "kernels/dispatch.h"
 #include "lowbit/nn.h"
+#include "nn/dense.h"
 
 namespace lowbit {
 
@@ -341,6 +342,17 @@ void Conv2d::backward(const Tensor& in, const Tensor& out, const Tensor& dout, T
   const int P = g.p(), K = g.kdim(), T = tile_images(P);
   const int64_t in_stride = int64_t{g.c} * g.h * g.w, out_stride = int64_t{out_ch} * P;
   const SgemmFn sgemm = kernels().sgemm;
+  // A kernel covering the unpadded image (conv3), as in forward: a Linear layer on x[n][K], so
+  // dX[n][K] = dY W over the whole slice, and dW[OC, K] += dY^T X (here or by rows, grads_by_rows).
+  if (P == 1 && pad == 0 && g.h == kernel && g.w == kernel) {
+    const int t = n1 - n0;
+    const float* dy = dout.data() + n0 * out_stride;  // [t][OC]
+    if (din) sgemm({t, K, out_ch, dy, out_ch, 1, weight.data(), K, 1, din->data() + n0 * in_stride, K, false});
+    if (!grads.empty())
+      dense_grads_by_rows(in.data() + n0 * in_stride, dy, t, K, out_ch, 0, out_ch, grads[0]->data(),
+                          has_bias ? grads[1]->data() : nullptr, /*accumulate=*/true);
+    return;
+  }
   if (has_bias)
     for (int b = n0; b < n1; ++b)
       for (int o = 0; o < out_ch; ++o) {
@@ -370,15 +382,6 @@ void Conv2d::backward(const Tensor& in, const Tensor& out, const Tensor& dout, T
   const bool rows = stride == 1 && P > 1;
   if (rows) weight_grad_rows(*this, g, in, dout, n0, n1, *grads[0]);
   if (rows && !din) return;
-  // A kernel covering the unpadded image (conv3), as in forward: a Linear layer on x[n][K], so
-  // dW[OC, K] += dY^T X and dX[n][K] = dY W over the whole slice, no im2col, col2im or transposes.
-  if (P == 1 && pad == 0 && g.h == kernel && g.w == kernel) {
-    const int t = n1 - n0;
-    const float* dy = dout.data() + n0 * out_stride;  // [t][OC]
-    sgemm({out_ch, K, t, dy, 1, out_ch, in.data() + n0 * in_stride, K, 1, grads[0]->data(), K, true});
-    if (din) sgemm({t, K, out_ch, dy, out_ch, 1, weight.data(), K, 1, din->data() + n0 * in_stride, K, false});
-    return;
-  }
   if (din) std::fill(din->data() + n0 * in_stride, din->data() + n1 * in_stride, 0.0f);
   for (int b = n0; b < n1; b += T) {
     int t = std::min(T, n1 - b);
@@ -405,6 +408,16 @@ void Conv2d::backward(const Tensor& in, const Tensor& out, const Tensor& dout, T
                             din->data() + b * in_stride});
     }
   }
+}
+
+int Conv2d::grad_rows(const Shape& in) const {
+  return pad == 0 && in.size() == 4 && in[2] == kernel && in[3] == kernel ? out_ch : 0;
+}
+
+void Conv2d::grads_by_rows(const Tensor& in, const Tensor& dout, int o0, int o1, const std::vector<Tensor*>& grads,
+                           bool accumulate) {
+  dense_grads_by_rows(in.data(), dout.data(), in.dim(0), in_ch * kernel * kernel, out_ch, o0, o1, grads[0]->data(),
+                      has_bias ? grads[1]->data() : nullptr, accumulate);
 }
 
 std::vector<Param> Conv2d::params() {

@@ -6,6 +6,7 @@
 
 #include "kernels/dispatch.h"
 #include "lowbit/nn.h"
+#include "nn/dense.h"
 #include "nn/parallel.h"
 
 namespace lowbit {
@@ -95,13 +96,32 @@ void Linear::backward(const Tensor& in, const Tensor& /*out*/, const Tensor& dou
   const SgemmFn sgemm = kernels().sgemm;
   const float* dy = dout.data() + int64_t{n0} * out_f;
   const float* x = in.data() + int64_t{n0} * in_f;
-  // dW[O, I] += dy^T[O, rows] * x[rows, I]
-  sgemm({out_f, in_f, rows, dy, 1, out_f, x, in_f, 1, grads[0]->data(), in_f, true});
   // dx[rows, I] = dy[rows, O] * W[O, I]
   if (din) sgemm({rows, in_f, out_f, dy, out_f, 1, weight.data(), in_f, 1, din->data() + int64_t{n0} * in_f, in_f, false});
+  if (grads.empty()) return;
+  // dW[O, I] += dy^T[O, rows] * x[rows, I]
+  sgemm({out_f, in_f, rows, dy, 1, out_f, x, in_f, 1, grads[0]->data(), in_f, true});
   if (has_bias)
     for (int n = 0; n < rows; ++n)
       for (int o = 0; o < out_f; ++o) (*grads[1])[o] += dy[int64_t{n} * out_f + o];
+}
+
+void dense_grads_by_rows(const float* x, const float* dy, int n, int in, int out, int o0, int o1, float* dw, float* db,
+                         bool accumulate) {
+  if (o0 >= o1) return;
+  kernels().sgemm({o1 - o0, in, n, dy + o0, 1, out, x, in, 1, dw + int64_t{o0} * in, in, accumulate});
+  if (db)
+    for (int o = o0; o < o1; ++o) {
+      float sum = 0.0f;
+      for (int i = 0; i < n; ++i) sum += dy[int64_t{i} * out + o];
+      db[o] = accumulate ? db[o] + sum : sum;
+    }
+}
+
+void Linear::grads_by_rows(const Tensor& in, const Tensor& dout, int o0, int o1, const std::vector<Tensor*>& grads,
+                           bool accumulate) {
+  dense_grads_by_rows(in.data(), dout.data(), in.dim(0), in_f, out_f, o0, o1, grads[0]->data(),
+                      has_bias ? grads[1]->data() : nullptr, accumulate);
 }
 
 std::vector<Param> Linear::params() {

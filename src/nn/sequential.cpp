@@ -79,21 +79,33 @@ void Sequential::backward(const Tensor& dout, size_t end, bool accumulate) {
   for (size_t i = 1; i < end; ++i) grads_[i].resize(acts_[i].shape());
   const int N = dout.dim(0), tiles = (N + tile - 1) / tile;
   const int nthreads = std::max(1, std::min(threads(), tiles));
-  // Per-thread parameter gradients: [thread][layer] -> one tensor per parameter, zeroed by their
-  // thread.
+  // Layers with grad_rows(): their parameter gradients come after the tiles, by rows, over the
+  // whole batch (by_rows: layer -> its gradients). The others': per-thread partial gradients
+  // ([thread][layer] -> one tensor per parameter, zeroed by their thread), summed after the tiles.
   thread_grads_.resize(static_cast<size_t>(nthreads));
   std::vector<std::vector<std::vector<Tensor*>>> views(static_cast<size_t>(nthreads), std::vector<std::vector<Tensor*>>(end));
-  std::vector<Param> params;  // in layer order, as the views
-  for (size_t i = 0; i < end; ++i)
-    for (Param& p : layers_[i]->params()) params.push_back(p);
+  std::vector<std::pair<size_t, std::vector<Tensor*>>> by_rows;
+  std::vector<Param> params;  // the others', in layer order, as the views
+  for (size_t i = 0; i < end; ++i) {
+    std::vector<Param> ps = layers_[i]->params();
+    if (!ps.empty() && layers_[i]->grad_rows(acts_[i].shape()) > 0) {
+      by_rows.emplace_back(i, std::vector<Tensor*>{});
+      for (Param& p : ps) by_rows.back().second.push_back(p.grad);
+      continue;
+    }
+    for (Param& p : ps) {
+      for (int th = 0; th < nthreads; ++th) views[static_cast<size_t>(th)][i].push_back(nullptr);
+      params.push_back(p);
+    }
+  }
   for (int th = 0; th < nthreads; ++th) {
     auto& store = thread_grads_[static_cast<size_t>(th)];
     store.resize(params.size());
     size_t k = 0;
     for (size_t i = 0; i < end; ++i)
-      for (size_t j = 0; j < layers_[i]->params().size(); ++j, ++k) {
+      for (Tensor*& view : views[static_cast<size_t>(th)][i]) {
         store[k].resize(params[k].value->shape());
-        views[static_cast<size_t>(th)][i].push_back(&store[k]);
+        view = &store[k++];
       }
   }
   // ReLU -> MaxPool2d(2, 2): one pass from the pool's output gradient to the ReLU's input
@@ -139,8 +151,13 @@ void Sequential::backward(const Tensor& dout, size_t end, bool accumulate) {
     }
   });
   // grad (or 0) + the threads' parts in thread order, element by element (the same sums on any
-  // thread count running this loop); threads take slices of each parameter.
+  // thread count running this loop); threads take slices of each parameter, and of the rows of
+  // the by-rows layers.
   run_threads(nthreads, [&](int th, int nth) {
+    for (auto& [i, grads] : by_rows) {
+      const Slice s = thread_slice(layers_[i]->grad_rows(acts_[i].shape()), th, nth);
+      layers_[i]->grads_by_rows(acts_[i], grads_[i + 1], s.begin, s.end, grads, accumulate);
+    }
     for (size_t k = 0; k < params.size(); ++k) {
       float* g = params[k].grad->data();
       const Slice s = thread_slice(static_cast<int>(params[k].grad->numel()), th, nth);

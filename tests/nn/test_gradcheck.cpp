@@ -181,6 +181,51 @@ TEST(GradCheck, Linear) {
   }
 }
 
+// grads_by_rows (Sequential's split of Linear and whole-image Conv2d gradients across threads):
+// any split of the rows gives the bits of the unsplit call, both replacing and accumulating,
+// and the values of backward()'s gradients.
+TEST(GradsByRows, AnySplitGivesTheSameBitsAndBackwardsValues) {
+  Linear fc(37, 23, true);
+  Conv2d conv(3, 11, 4, 1, 0, true);  // 4x4 input: the kernel covers it
+  for (Layer* l : {static_cast<Layer*>(&fc), static_cast<Layer*>(&conv)}) {
+    SCOPED_TRACE(l->spec().dump());
+    Rng rng(41);
+    l->init(rng);
+    Tensor x(l == &fc ? Shape{19, 37} : Shape{19, 3, 4, 4});
+    for (int64_t i = 0; i < x.numel(); ++i) x[i] = rng.uniform(-1, 1);
+    Tensor y(l->output_shape(x.shape())), dy(y.shape());
+    for (int64_t i = 0; i < dy.numel(); ++i) dy[i] = rng.uniform(-1, 1);
+    const int rows = l->grad_rows(x.shape());
+    ASSERT_EQ(rows, 23 - 12 * (l == &conv));
+    l->forward(x, y);
+    std::vector<Tensor> ref, start, whole, split;
+    for (Param& p : l->params()) {
+      p.grad->zero();
+      start.emplace_back(p.grad->shape());
+      for (int64_t i = 0; i < start.back().numel(); ++i) start.back()[i] = rng.uniform(-1, 1);
+    }
+    l->backward(x, y, dy, nullptr);
+    for (Param& p : l->params()) ref.push_back(*p.grad);
+    auto run = [&](std::vector<int> cuts, bool accumulate) {
+      std::vector<Tensor> out = start;
+      std::vector<Tensor*> g;
+      for (Tensor& t : out) g.push_back(&t);
+      for (size_t c = 0; c + 1 < cuts.size(); ++c) l->grads_by_rows(x, dy, cuts[c], cuts[c + 1], g, accumulate);
+      return out;
+    };
+    for (bool accumulate : {false, true}) {
+      whole = run({0, rows}, accumulate);
+      split = run({0, 1, 6, 6, rows - 1, rows}, accumulate);
+      for (size_t k = 0; k < ref.size(); ++k)
+        for (int64_t i = 0; i < ref[k].numel(); ++i) {
+          ASSERT_EQ(whole[k][i], split[k][i]) << "parameter " << k << " index " << i;
+          const float want = ref[k][i] + (accumulate ? start[k][i] : 0.0f);
+          ASSERT_NEAR(whole[k][i], want, 1e-5f * 19 * (1 + std::fabs(want))) << "parameter " << k << " index " << i;
+        }
+    }
+  }
+}
+
 TEST(GradCheck, Activations) {
   for (ActKind k : {ActKind::relu, ActKind::sigmoid, ActKind::tanh}) {
     Activation l(k);
