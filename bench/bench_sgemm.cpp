@@ -47,6 +47,42 @@ void BM_sgemm(benchmark::State& state, lowbit::Isa isa, Shape3 s) {
                                                 benchmark::Counter::kIsRate);
 }
 
+// C[m, n] = A[m, k] * B[n, k]^T by row pointers: training's forward of conv3 (16 images x 120
+// weight rows of 400) and fc1 (16 x 84 of 120), where the weights change every step and are
+// read in place (sgemm_nt) rather than transposed.
+const Shape3 kNtShapes[] = {{"conv3_fwd", 16, 120, 400}, {"fc1_fwd", 16, 84, 120}};
+
+void BM_sgemm_nt(benchmark::State& state, lowbit::Isa isa, Shape3 s) {
+  const lowbit::KernelTable* t = lowbit::kernels_for(isa);
+  if (!t) {
+    state.SkipWithError("ISA not supported by this CPU");
+    return;
+  }
+  lowbit::Rng rng(3);
+  std::vector<float> a(size_t(s.m) * s.k + 16), b(size_t(s.n) * s.k + 16), c(size_t(s.m) * s.n), r(c.size());
+  for (float& v : a) v = rng.uniform(-1, 1);
+  for (float& v : b) v = rng.uniform(-1, 1);
+  std::vector<const float*> ar, br;
+  for (int i = 0; i < s.m; ++i) ar.push_back(a.data() + size_t(i) * s.k);
+  for (int j = 0; j < s.n; ++j) br.push_back(b.data() + size_t(j) * s.k);
+  lowbit::SgemmNtArgs g{s.m, s.n, s.k, ar.data(), br.data(), c.data(), s.n, false};
+  t->sgemm_nt(g);
+  lowbit::SgemmNtArgs gr = g;
+  gr.c = r.data();
+  lowbit::sgemm_nt_ref(gr);
+  for (size_t i = 0; i < c.size(); ++i)
+    if (std::fabs(c[i] - r[i]) > 1e-3f * std::sqrt(float(s.k))) {
+      state.SkipWithError("result differs from the reference");
+      return;
+    }
+  for (auto _ : state) {
+    t->sgemm_nt(g);
+    benchmark::DoNotOptimize(c.data());
+  }
+  state.counters["GFLOPS"] = benchmark::Counter(2.0 * s.m * s.n * s.k * double(state.iterations()) / 1e9,
+                                                benchmark::Counter::kIsRate);
+}
+
 // LeNet's conv2 (6 x 14 x 14 -> 16 x 10 x 10, 5x5) on 16 images in lanes: forward, dW and dX
 // (pass 0, 1, 2), each 240,000 multiply-adds per image; compare GFLOP/s with sgemm/*/conv2 (the
 // same products after an im2col these kernels do not need). Checked against the reference first.
@@ -83,10 +119,46 @@ void BM_conv_lanes(benchmark::State& state, lowbit::Isa isa, int pass) {
                                                 benchmark::Counter::kIsRate);
 }
 
+// LeNet's conv1 weight gradient (1 x 32 x 32 -> 6 x 28 x 28, 5x5) over 16 images: 117,600
+// multiply-adds per image (conv5_dw_f32).
+void BM_conv5_dw(benchmark::State& state, lowbit::Isa isa) {
+  const lowbit::KernelTable* t = lowbit::kernels_for(isa);
+  if (!t || !t->conv5_dw_f32) {
+    state.SkipWithError("no conv5_dw kernel for this ISA");
+    return;
+  }
+  const int n = 16, c = 1, h = 32, w = 32, oc = 6, oh = 28, ow = 28;
+  lowbit::Rng rng(4);
+  std::vector<float> x(size_t(n) * c * h * w + 16), dy(size_t(n) * oc * oh * ow + 16), dw(size_t(oc) * c * 25, 0.0f);
+  std::vector<float> want = dw;
+  for (auto* v : {&x, &dy})
+    for (float& e : *v) e = rng.uniform(-1, 1);
+  const lowbit::ConvDwArgs a{n, c, h, w, oc, x.data(), int64_t{c} * h * w, dy.data(), int64_t{oc} * oh * ow, dw.data()};
+  t->conv5_dw_f32(a);
+  lowbit::ConvDwArgs r = a;
+  r.dw = want.data();
+  lowbit::conv5_dw_f32_ref(r);
+  for (size_t i = 0; i < dw.size(); ++i)
+    if (std::fabs(dw[i] - want[i]) > 1e-2f) {
+      state.SkipWithError("result differs from the reference");
+      return;
+    }
+  for (auto _ : state) {
+    t->conv5_dw_f32(a);
+    benchmark::DoNotOptimize(dw.data());
+  }
+  state.counters["GFLOPS"] = benchmark::Counter(2.0 * oc * c * 25 * oh * ow * n * double(state.iterations()) / 1e9,
+                                                benchmark::Counter::kIsRate);
+}
+
 int reg = [] {
   for (lowbit::Isa isa : {lowbit::Isa::ref, lowbit::Isa::avx2, lowbit::Isa::avx512})
     for (const Shape3& s : kShapes)
       benchmark::RegisterBenchmark((std::string("sgemm/") + lowbit::isa_name(isa) + "/" + s.name).c_str(), BM_sgemm, isa, s);
+  for (lowbit::Isa isa : {lowbit::Isa::ref, lowbit::Isa::avx2, lowbit::Isa::avx512})
+    for (const Shape3& s : kNtShapes)
+      benchmark::RegisterBenchmark((std::string("sgemm_nt/") + lowbit::isa_name(isa) + "/" + s.name).c_str(), BM_sgemm_nt, isa, s);
+  benchmark::RegisterBenchmark("conv5_dw/avx512/conv1", BM_conv5_dw, lowbit::Isa::avx512);
   for (int pass = 0; pass < 3; ++pass)
     benchmark::RegisterBenchmark((std::string("conv2_lanes/avx512/") + (pass == 0 ? "fwd" : pass == 1 ? "dw" : "dx")).c_str(),
                                  BM_conv_lanes, lowbit::Isa::avx512, pass);

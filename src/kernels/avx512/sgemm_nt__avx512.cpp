@@ -1,5 +1,5 @@
 // C (+)= A * B^T with both operands by row pointers along the reduction (SgemmNtArgs in
-// kernels/dispatch.h), AVX-512. Register tile: 6 rows of A x 4 rows of B = 24 accumulators of 16
+// kernels/dispatch.h), AVX-512. Register tile: 4 rows of A x 6 rows of B = 24 accumulators of 16
 // partial sums along p; per 16 p: 10 loads (the last masked), 24 FMAs. Each accumulator is summed
 // across its lanes once, after every segment. Rows past m or n read row 0 and are not stored.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12 bug 105593, before the header
@@ -10,7 +10,7 @@
 namespace lowbit {
 namespace {
 
-constexpr int MR = 6, NR = 4;
+constexpr int MR = 4, NR = 6;
 
 void tile(const SgemmNtArgs& g, int i0, int rows, int j0, int cols) {
   __m512 acc[MR][NR];
@@ -56,7 +56,8 @@ void tile(const SgemmNtArgs& g, int i0, int rows, int j0, int cols) {
 }  // namespace
 
 // B's tile outermost: its rows stay in L1 while every tile of A passes (LeNet's conv3 forward:
-// A = 16 images x 400 floats, B = 120 weight rows of 400).
+// A = 16 images x 400 floats, B = 120 weight rows of 400; 4 x 6 tiles cover 16 x 120 and fc1's
+// 16 x 84 exactly).
 void sgemm_nt__avx512(const SgemmNtArgs& g) {
   for (int j0 = 0; j0 < g.n; j0 += NR)
     for (int i0 = 0; i0 < g.m; i0 += MR) tile(g, i0, g.m - i0 < MR ? g.m - i0 : MR, j0, g.n - j0 < NR ? g.n - j0 : NR);
