@@ -103,6 +103,11 @@ class Conv2d : public Layer {
   bool fuses_relu_maxpool(const Shape& in) const;
   void forward_relu_maxpool(const Tensor& in, Tensor& conv_out, Tensor& relu_out, Tensor& pool_out, int n0, int n1,
                             uint8_t* win = nullptr);
+  // Its backward with `win`, through the pool, the ReLU and this layer: from dq, the pool output's
+  // gradient, to din and the parameter gradients, as backward() after the pair's. dy (the conv
+  // output's shape) is scratch. Only this layer knows how it laid out `win`.
+  void backward_relu_maxpool(const Tensor& in, const uint8_t* win, const Tensor& dq, Tensor& dy, Tensor* din, int n0,
+                             int n1, const std::vector<Tensor*>& grads);
   void freeze() override { frozen_.build(weight, out_ch, in_ch * kernel * kernel); }
   void thaw() override { frozen_.valid = false; }
 
@@ -112,6 +117,7 @@ class Conv2d : public Layer {
 
  private:
   void forward_rows(const Tensor& in, Tensor& out, int n0, int n1);  // stride 1, no im2col
+  void backward_lanes(const Tensor& in, float* dyl, Tensor* din, int b0, int nb, const std::vector<Tensor*>& grads);
   FrozenWeights frozen_;
 };
 

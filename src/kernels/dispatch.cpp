@@ -58,6 +58,8 @@ static KernelTable make_table(Isa isa) {
     t.conv_lanes_fwd = conv_lanes_fwd__avx512, t.conv_lanes_dw = conv_lanes_dw__avx512;
     t.conv_lanes_dx = conv_lanes_dx__avx512;
     t.to_lanes_f32 = to_lanes_f32__avx512, t.from_lanes_f32 = from_lanes_f32__avx512;
+    t.relu_maxpool_lanes_win_f32 = relu_maxpool_lanes_win_f32__avx512;
+    t.relu_maxpool_backward_lanes_win_f32 = relu_maxpool_backward_lanes_win_f32__avx512;
     t.conv5_dw_f32 = conv5_dw_f32__avx512;
     t.fake_quant_forward = fake_quant_forward__avx512;
     t.fake_quant_forward_minmax = fake_quant_forward_minmax__avx512;

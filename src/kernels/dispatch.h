@@ -134,6 +134,16 @@ bool conv_lanes_fits(int c, int h, int w, int oc, int k);
 using ToLanesFn = void (*)(const float* src, int64_t stride, int n, int64_t count, float* dst);
 using FromLanesFn = void (*)(const float* src, int64_t count, int n, float* dst, int64_t stride);
 
+// Training's ReLU -> 2x2/2 max pool pair (BiasReluMaxpoolWinFn, ReluMaxpoolBackwardWinFn) on a
+// lane-layout convolution's result y[o][oh][ow][kLanes] (no bias yet; bias may be null): q[o][ph][pw]
+// [kLanes] as q there, every lane, and the window codes of lanes i < n at win[p*n + i], p =
+// (o*ph + py)*pw + px. The backward writes dy[o][oh][ow][kLanes] from win and dq (q's layout),
+// lanes >= n zero. Lane by lane exactly the plane kernels' bits.
+using ReluMaxpoolLanesWinFn = void (*)(const float* y, int oc, int oh, int ow, const float* bias, int n, float* q,
+                                       uint8_t* win);
+using ReluMaxpoolBackwardLanesWinFn = void (*)(const uint8_t* win, const float* dq, int oc, int oh, int ow, int n,
+                                               float* dy);
+
 // The weight gradient of a stride-1 5x5 convolution on NCHW images, no im2col: for images b < n,
 // dw[o][c][ky][kx] += sum over (oy, ox) of dy_b[o][oy][ox] * x_b[c][oy+ky][ox+kx], x_b = x + b*x_stride
 // ([c][h][w]), dy_b = dy + b*dy_stride ([oc][oh][ow], oh = h - 4, ow = w - 4). The SIMD version puts
@@ -163,6 +173,8 @@ struct KernelTable {
   ConvLanesFn conv_lanes_fwd, conv_lanes_dw, conv_lanes_dx;
   ToLanesFn to_lanes_f32;
   FromLanesFn from_lanes_f32;
+  ReluMaxpoolLanesWinFn relu_maxpool_lanes_win_f32;
+  ReluMaxpoolBackwardLanesWinFn relu_maxpool_backward_lanes_win_f32;
   ConvDwFn conv5_dw_f32;  // null likewise
   // QAT's fake quantization (contracts in lowbit/qat.h): the generic loops compiled for this ISA,
   // the same bits; null: the generic build's.

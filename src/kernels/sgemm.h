@@ -35,6 +35,14 @@ void conv_lanes_fwd_ref(const ConvLanesArgs& a);
 void conv_lanes_dw_ref(const ConvLanesArgs& a);
 void conv_lanes_dx_ref(const ConvLanesArgs& a);
 void to_lanes_f32_ref(const float* src, int64_t stride, int n, int64_t count, float* dst);
+void relu_maxpool_lanes_win_f32_ref(const float* y, int oc, int oh, int ow, const float* bias, int n, float* q,
+                                    uint8_t* win);
+void relu_maxpool_backward_lanes_win_f32_ref(const uint8_t* win, const float* dq, int oc, int oh, int ow, int n,
+                                             float* dy);
+void relu_maxpool_lanes_win_f32__avx512(const float* y, int oc, int oh, int ow, const float* bias, int n, float* q,
+                                        uint8_t* win);
+void relu_maxpool_backward_lanes_win_f32__avx512(const uint8_t* win, const float* dq, int oc, int oh, int ow, int n,
+                                                 float* dy);
 void from_lanes_f32_ref(const float* src, int64_t count, int n, float* dst, int64_t stride);
 void fake_quant_forward__avx512(const float* x, int64_t n, const FakeQuantArgs& a, float* out);
 void fake_quant_forward_minmax__avx512(const float* x, int64_t n, const FakeQuantArgs& a, float* out, float* xmin,

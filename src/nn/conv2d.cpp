@@ -201,6 +201,18 @@ bool lanes(const Conv2d& l, const Geometry& g) {
          conv_lanes_fits(g.c, g.h, g.w, l.out_ch, l.kernel);
 }
 
+// The lane groups of images [n0, n1): kLanes images each, the last one the rest, while at least
+// kMinLanes are left; group(first image, images). Returns where the images left over start.
+// Forward and backward split a range alike, so training's window codes are found again.
+template <class Group>
+int lane_groups(int n0, int n1, Group group) {
+  for (int nb; n1 - n0 >= kMinLanes; n0 += nb) {
+    nb = std::min(kLanes, n1 - n0);
+    group(n0, nb);
+  }
+  return n0;
+}
+
 // The forward of [n0, n1) on the lane kernels, in groups of kMinLanes to kLanes images: a group's
 // result (no bias) goes back to NCHW at dst(first image), then done(first image, images, result)
 // runs. Returns where the images left for the other paths start.
@@ -211,15 +223,13 @@ int forward_lanes(const Conv2d& l, const Geometry& g, const Tensor& in, int n0, 
   const int64_t xsize = int64_t{g.c} * g.h * g.w, ysize = int64_t{l.out_ch} * g.p();
   float* xl = room(tl.xl, xsize * kLanes);
   float* yl = room(tl.yl, ysize * kLanes);
-  for (int nb; n1 - n0 >= kMinLanes; n0 += nb) {
-    nb = std::min(kLanes, n1 - n0);
-    kt.to_lanes_f32(in.data() + n0 * xsize, xsize, nb, xsize, xl);
+  return lane_groups(n0, n1, [&](int b0, int nb) {
+    kt.to_lanes_f32(in.data() + b0 * xsize, xsize, nb, xsize, xl);
     kt.conv_lanes_fwd({g.c, g.h, g.w, l.out_ch, l.kernel, l.weight.data(), xl, yl, nullptr});
-    float* y = dst(n0);
+    float* y = dst(b0);
     kt.from_lanes_f32(yl, ysize, nb, y, ysize);
-    done(n0, nb, y);
-  }
-  return n0;
+    done(b0, nb, y);
+  });
 }
 
 }  // namespace
@@ -274,6 +284,22 @@ void Conv2d::forward_relu_maxpool(const Tensor& in, Tensor& conv_out, Tensor& re
                o + 1 < out_ch);
   };
   const int64_t ysize = int64_t{out_ch} * g.p();
+  // Training on the lane kernels: ReLU and pool run in the lanes too, so only q (a quarter of the
+  // conv's result) goes back to NCHW, and a group's window codes stay in lane order
+  // (ReluMaxpoolLanesWinFn), where backward_relu_maxpool reads them.
+  if (win && lanes(*this, g)) {
+    const KernelTable& kt = kernels();
+    const int64_t xsize = int64_t{g.c} * g.h * g.w, qsize = int64_t{out_ch} * ph * pw;
+    float* xl = room(tl.xl, xsize * kLanes);
+    float* yl = room(tl.yl, ysize * kLanes);
+    float* ql = room(tl.out, qsize * kLanes);
+    n0 = lane_groups(n0, n1, [&](int b0, int nb) {
+      kt.to_lanes_f32(in.data() + b0 * xsize, xsize, nb, xsize, xl);
+      kt.conv_lanes_fwd({g.c, g.h, g.w, out_ch, kernel, weight.data(), xl, yl, nullptr});
+      kt.relu_maxpool_lanes_win_f32(yl, out_ch, g.oh, g.ow, has_bias ? bias.data() : nullptr, nb, ql, win + b0 * qsize);
+      kt.from_lanes_f32(ql, qsize, nb, pool_out.data() + b0 * qsize, qsize);
+    });
+  }
   n0 = forward_lanes(
       *this, g, in, n0, n1, [&](int) { return room(tl.out, ysize * kLanes); },
       [&](int b0, int nb, const float* c) {
@@ -364,18 +390,11 @@ void Conv2d::backward(const Tensor& in, const Tensor& out, const Tensor& dout, T
   // The lane kernels where they fit, on groups of at least kMinLanes images; the rest as below.
   if (lanes(*this, g)) {
     const KernelTable& kt = kernels();
-    float* xl = room(tl.xl, in_stride * kLanes);
     float* yl = room(tl.yl, out_stride * kLanes);
-    for (int nb; n1 - n0 >= kMinLanes; n0 += nb) {
-      nb = std::min(kLanes, n1 - n0);
-      kt.to_lanes_f32(in.data() + n0 * in_stride, in_stride, nb, in_stride, xl);
-      kt.to_lanes_f32(dout.data() + n0 * out_stride, out_stride, nb, out_stride, yl);
-      const ConvLanesArgs a{g.c, g.h, g.w, out_ch, kernel, weight.data(), xl, yl, grads[0]->data()};
-      kt.conv_lanes_dw(a);
-      if (!din) continue;
-      kt.conv_lanes_dx(a);  // overwrites xl with dX
-      kt.from_lanes_f32(xl, in_stride, nb, din->data() + n0 * in_stride, in_stride);
-    }
+    n0 = lane_groups(n0, n1, [&](int b0, int nb) {
+      kt.to_lanes_f32(dout.data() + b0 * out_stride, out_stride, nb, out_stride, yl);
+      backward_lanes(in, yl, din, b0, nb, grads);
+    });
     if (n0 == n1) return;
   }
   // Stride 1 with more than one output pixel: dW without im2col (weight_grad_rows).
@@ -408,6 +427,47 @@ void Conv2d::backward(const Tensor& in, const Tensor& out, const Tensor& dout, T
                             din->data() + b * in_stride});
     }
   }
+}
+
+// dW and dX of lane group [b0, b0 + nb) from its output gradient in lanes (dyl, kLanes * OC*OH*OW).
+void Conv2d::backward_lanes(const Tensor& in, float* dyl, Tensor* din, int b0, int nb, const std::vector<Tensor*>& grads) {
+  const KernelTable& kt = kernels();
+  const int64_t in_stride = in.numel() / in.dim(0);
+  float* xl = room(tl.xl, in_stride * kLanes);
+  kt.to_lanes_f32(in.data() + b0 * in_stride, in_stride, nb, in_stride, xl);
+  const ConvLanesArgs a{in.dim(1), in.dim(2), in.dim(3), out_ch, kernel, weight.data(), xl, dyl, grads[0]->data()};
+  kt.conv_lanes_dw(a);
+  if (!din) return;
+  kt.conv_lanes_dx(a);  // overwrites xl with dX
+  kt.from_lanes_f32(xl, in_stride, nb, din->data() + b0 * in_stride, in_stride);
+}
+
+void Conv2d::backward_relu_maxpool(const Tensor& in, const uint8_t* win, const Tensor& dq, Tensor& dy, Tensor* din,
+                                   int n0, int n1, const std::vector<Tensor*>& grads) {
+  const Geometry g = geometry(*this, in.shape(), dy.shape());
+  const int ph = dq.dim(2), pw = dq.dim(3);
+  const int64_t qsize = int64_t{out_ch} * ph * pw, ysize = int64_t{out_ch} * g.p();
+  const KernelTable& kt = kernels();
+  if (lanes(*this, g)) {
+    float* ql = room(tl.out, qsize * kLanes);
+    float* yl = room(tl.yl, ysize * kLanes);
+    n0 = lane_groups(n0, n1, [&](int b0, int nb) {
+      kt.to_lanes_f32(dq.data() + b0 * qsize, qsize, nb, qsize, ql);
+      kt.relu_maxpool_backward_lanes_win_f32(win + b0 * qsize, ql, out_ch, g.oh, g.ow, nb, yl);
+      if (has_bias)  // per image, the sum over its pixels, then images in order: backward()'s sums
+        for (int o = 0; o < out_ch; ++o) {
+          float sum[kLanes] = {};
+          for (int64_t p = 0; p < g.p(); ++p)
+            for (int l = 0; l < kLanes; ++l) sum[l] += yl[(o * g.p() + p) * kLanes + l];
+          for (int l = 0; l < nb; ++l) (*grads[1])[o] += sum[l];
+        }
+      backward_lanes(in, yl, din, b0, nb, grads);
+    });
+  }
+  // The images off the lanes: window codes per plane, dY in NCHW.
+  for (int64_t pl = int64_t{n0} * out_ch; pl < int64_t{n1} * out_ch; ++pl)
+    kt.relu_maxpool_backward_win_f32(win + pl * ph * pw, dq.data() + pl * ph * pw, g.oh, g.ow, dy.data() + pl * g.p());
+  if (n0 < n1) backward(in, dy, dy, din, n0, n1, grads);
 }
 
 int Conv2d::grad_rows(const Shape& in) const {

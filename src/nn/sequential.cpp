@@ -122,7 +122,6 @@ void Sequential::backward(const Tensor& dout, size_t end, bool accumulate) {
   size_t first = 0;
   while (first < end && layers_[first]->params().empty()) ++first;
   const ReluMaxpoolBackwardFn relu_maxpool_backward = kernels().relu_maxpool_backward_f32;
-  const ReluMaxpoolBackwardWinFn relu_maxpool_backward_win = kernels().relu_maxpool_backward_win_f32;
   run_threads(nthreads, [&](int th, int nth) {
     for (Tensor& g : thread_grads_[static_cast<size_t>(th)]) g.zero();
     Slice s = thread_slice(tiles, th, nth);
@@ -133,15 +132,19 @@ void Sequential::backward(const Tensor& dout, size_t end, bool accumulate) {
           const Tensor &y = acts_[i - 1], &r = acts_[i], &dq = grads_[i + 1];
           const int C = r.dim(1), H = r.dim(2), W = r.dim(3);
           const int64_t plane = int64_t{H} * W, pooled = int64_t{H / 2} * (W / 2);
-          const uint8_t* win = i - 1 < wins_.size() && !wins_[i - 1].empty() ? wins_[i - 1].data() : nullptr;
+          if (i - 1 < wins_.size() && !wins_[i - 1].empty()) {
+            // Keep::backward fused conv i - 2 with the pair and kept only the windows' winners: the
+            // conv takes all three (it alone knows how it laid them out).
+            static_cast<Conv2d&>(*layers_[i - 2])
+                .backward_relu_maxpool(acts_[i - 2], wins_[i - 1].data(), dq, grads_[i - 1],
+                                       i - 2 > first ? &grads_[i - 2] : nullptr, n0, n1, views[static_cast<size_t>(th)][i - 2]);
+            i -= 2;
+            continue;
+          }
           if (i - 1 > first)
-            for (int64_t pl = int64_t{n0} * C; pl < int64_t{n1} * C; ++pl) {
-              float* dy = grads_[i - 1].data() + pl * plane;
-              if (win)
-                relu_maxpool_backward_win(win + pl * pooled, dq.data() + pl * pooled, H, W, dy);
-              else
-                relu_maxpool_backward(y.data() + pl * plane, r.data() + pl * plane, dq.data() + pl * pooled, H, W, dy);
-            }
+            for (int64_t pl = int64_t{n0} * C; pl < int64_t{n1} * C; ++pl)
+              relu_maxpool_backward(y.data() + pl * plane, r.data() + pl * plane, dq.data() + pl * pooled, H, W,
+                                    grads_[i - 1].data() + pl * plane);
           --i;
           continue;
         }

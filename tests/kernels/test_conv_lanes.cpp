@@ -161,6 +161,64 @@ TEST(ConvLanes, LayoutChangesEveryIsaMatchReference) {
   }
 }
 
+// Training's ReLU -> max pool pair in lanes (ReluMaxpoolLanesWinFn): lane by lane the plane
+// kernels' bits (their references), and every ISA the lane reference's bits, on values with
+// ties, zeros of both signs, negatives and NaN; odd sizes (a last row or column outside every
+// window), partial lane groups, with and without bias; window codes written for n lanes only.
+TEST(ReluMaxpoolLanesWin, MatchesThePlaneKernelsPerLaneOnEveryIsa) {
+  Rng rng(93);
+  const uint8_t kGuard = 0xAB;
+  struct Dims { int oc, oh, ow; };
+  for (Dims d : {Dims{16, 10, 10}, Dims{3, 5, 7}, Dims{2, 2, 2}, Dims{4, 8, 12}, Dims{1, 3, 3}})
+    for (int n : {1, 8, 13, 16})
+      for (bool with_bias : {false, true}) {
+        SCOPED_TRACE("oc=" + std::to_string(d.oc) + " oh=" + std::to_string(d.oh) + " ow=" + std::to_string(d.ow) +
+                     " n=" + std::to_string(n) + " bias=" + std::to_string(with_bias));
+        const int ph = d.oh / 2, pw = d.ow / 2;
+        const size_t plane = size_t(d.oh) * d.ow, pooled = size_t(ph) * pw, ysize = d.oc * plane, qsize = d.oc * pooled;
+        std::vector<float> y(ysize * kLanes), bias(size_t(d.oc)), dq(qsize * kLanes);
+        const float pick[] = {-1.0f, -0.0f, 0.0f, 0.25f, 0.5f, std::nanf("")};
+        for (float& v : y) v = rng.below(3) == 0 ? pick[rng.below(6)] : rng.uniform(-1, 1);
+        for (float& v : bias) v = rng.uniform(-0.3f, 0.3f);
+        for (float& v : dq) v = rng.below(5) == 0 ? -0.0f : rng.uniform(-1, 1);
+        const float* b = with_bias ? bias.data() : nullptr;
+        std::vector<float> q(qsize * kLanes), dy(ysize * kLanes);
+        std::vector<uint8_t> win(qsize * n + 16, kGuard);
+        relu_maxpool_lanes_win_f32_ref(y.data(), d.oc, d.oh, d.ow, b, n, q.data(), win.data());
+        relu_maxpool_backward_lanes_win_f32_ref(win.data(), dq.data(), d.oc, d.oh, d.ow, n, dy.data());
+        for (size_t i = qsize * n; i < win.size(); ++i) ASSERT_EQ(win[i], kGuard);
+        // Lane l against the plane kernels on image l's planes.
+        for (int l = 0; l < n; ++l)
+          for (int o = 0; o < d.oc; ++o) {
+            std::vector<float> c(plane), pq(pooled), pdq(pooled), pdy(plane);
+            std::vector<uint8_t> pwin(pooled);
+            for (size_t p = 0; p < plane; ++p) c[p] = y[(o * plane + p) * kLanes + size_t(l)];
+            for (size_t p = 0; p < pooled; ++p) pdq[p] = dq[(o * pooled + p) * kLanes + size_t(l)];
+            bias_relu_maxpool_win_f32_ref(c.data(), d.ow, d.oh, d.ow, with_bias ? bias[size_t(o)] : 0.0f, pq.data(), pwin.data());
+            relu_maxpool_backward_win_f32_ref(pwin.data(), pdq.data(), d.oh, d.ow, pdy.data());
+            for (size_t p = 0; p < pooled; ++p) {
+              ASSERT_EQ(0, std::memcmp(&pq[p], &q[(o * pooled + p) * kLanes + size_t(l)], sizeof(float))) << "q " << p;
+              ASSERT_EQ(pwin[p], win[(o * pooled + p) * size_t(n) + size_t(l)]) << "win " << p;
+            }
+            for (size_t p = 0; p < plane; ++p)
+              ASSERT_EQ(0, std::memcmp(&pdy[p], &dy[(o * plane + p) * kLanes + size_t(l)], sizeof(float))) << "dy " << p;
+          }
+        for (size_t i = 0; i < ysize; ++i)
+          for (int l = n; l < kLanes; ++l) ASSERT_EQ(dy[i * kLanes + size_t(l)], 0.0f);
+        for (Isa isa : {Isa::avx2, Isa::avx512}) {
+          const KernelTable* t = kernels_for(isa);
+          if (!t || !t->relu_maxpool_lanes_win_f32) continue;
+          std::vector<float> q2(q.size()), dy2(dy.size(), 7.0f);
+          std::vector<uint8_t> win2(win.size(), kGuard);
+          t->relu_maxpool_lanes_win_f32(y.data(), d.oc, d.oh, d.ow, b, n, q2.data(), win2.data());
+          t->relu_maxpool_backward_lanes_win_f32(win2.data(), dq.data(), d.oc, d.oh, d.ow, n, dy2.data());
+          ASSERT_EQ(0, std::memcmp(q.data(), q2.data(), q.size() * sizeof(float))) << isa_name(isa);
+          ASSERT_EQ(win, win2) << isa_name(isa);
+          ASSERT_EQ(0, std::memcmp(dy.data(), dy2.data(), dy.size() * sizeof(float))) << isa_name(isa);
+        }
+      }
+}
+
 // The 5x5 weight gradient on NCHW images: the reference against direct loops in double, every
 // ISA against the reference; row widths around the 16-column groups, channel counts around the
 // blocks of 4, image strides beyond the image, accumulation onto what is there.

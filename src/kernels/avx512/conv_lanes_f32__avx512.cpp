@@ -190,4 +190,60 @@ void from_lanes_f32__avx512(const float* src, int64_t count, int n, float* dst, 
   }
 }
 
+// One window of 16 lanes at a time: the reference's strict compares in its order, ReLU as
+// vmaxps(v, 0) (0 for NaN and -0, as v > 0 ? v : 0).
+void relu_maxpool_lanes_win_f32__avx512(const float* y, int oc, int oh, int ow, const float* bias, int n, float* q,
+                                        uint8_t* win) {
+  const int ph = oh / 2, pw = ow / 2;
+  const __m512 zero = _mm512_setzero_ps();
+  const __mmask16 lanes = first(n);
+  for (int o = 0; o < oc; ++o) {
+    const __m512 b = _mm512_set1_ps(bias ? bias[o] : 0.0f);
+    for (int py = 0; py < ph; ++py)
+      for (int px = 0; px < pw; ++px) {
+        const float* y0 = y + ((int64_t{o} * oh + 2 * py) * ow + 2 * px) * kLanes;
+        auto relu = [&](const float* p) { return _mm512_max_ps(_mm512_add_ps(_mm512_loadu_ps(p), b), zero); };
+        __m512 best = relu(y0);
+        __m512i idx = _mm512_setzero_si512();
+        for (int j = 1; j < 4; ++j) {
+          const __m512 r = relu(y0 + ((j / 2) * ow + j % 2) * kLanes);
+          const __mmask16 gt = _mm512_cmp_ps_mask(r, best, _CMP_GT_OQ);
+          best = _mm512_mask_mov_ps(best, gt, r);
+          idx = _mm512_mask_mov_epi32(idx, gt, _mm512_set1_epi32(j));
+        }
+        idx = _mm512_mask_mov_epi32(idx, _mm512_cmp_ps_mask(best, zero, _CMP_LE_OQ), _mm512_set1_epi32(kNoWin));
+        const int64_t p = (int64_t{o} * ph + py) * pw + px;
+        _mm512_storeu_ps(q + p * kLanes, best);
+        _mm_mask_storeu_epi8(win + p * n, lanes, _mm512_cvtepi32_epi8(idx));
+      }
+  }
+}
+
+// Every position of dy written once: each window's four from its codes (lanes >= n read as kNoWin),
+// a last odd row or column zero.
+void relu_maxpool_backward_lanes_win_f32__avx512(const uint8_t* win, const float* dq, int oc, int oh, int ow, int n,
+                                                 float* dy) {
+  const int ph = oh / 2, pw = ow / 2;
+  const __m512 zero = _mm512_setzero_ps();
+  const __mmask16 lanes = first(n);
+  for (int o = 0; o < oc; ++o) {
+    float* plane = dy + int64_t{o} * oh * ow * kLanes;
+    for (int py = 0; py < ph; ++py) {
+      for (int px = 0; px < pw; ++px) {
+        const int64_t p = (int64_t{o} * ph + py) * pw + px;
+        const __m512i codes = _mm512_mask_blend_epi32(
+            lanes, _mm512_set1_epi32(kNoWin), _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(lanes, win + p * n)));
+        const __m512 g = _mm512_add_ps(zero, _mm512_loadu_ps(dq + p * kLanes));  // 0 + dq, as the reference
+        for (int j = 0; j < 4; ++j)
+          _mm512_storeu_ps(plane + ((2 * py + j / 2) * ow + 2 * px + j % 2) * kLanes,
+                          _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(codes, _mm512_set1_epi32(j)), g));
+      }
+      if (ow % 2)
+        for (int r = 0; r < 2; ++r) _mm512_storeu_ps(plane + ((2 * py + r) * ow + ow - 1) * kLanes, zero);
+    }
+    if (oh % 2)
+      for (int x = 0; x < ow; ++x) _mm512_storeu_ps(plane + (int64_t{oh - 1} * ow + x) * kLanes, zero);
+  }
+}
+
 }  // namespace lowbit

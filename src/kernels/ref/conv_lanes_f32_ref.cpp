@@ -90,4 +90,39 @@ void from_lanes_f32_ref(const float* src, int64_t count, int n, float* dst, int6
     for (int64_t j = 0; j < count; ++j) dst[i * stride + j] = src[j * kLanes + i];
 }
 
+void relu_maxpool_lanes_win_f32_ref(const float* y, int oc, int oh, int ow, const float* bias, int n, float* q,
+                                    uint8_t* win) {
+  const int ph = oh / 2, pw = ow / 2;
+  for (int o = 0; o < oc; ++o)
+    for (int py = 0; py < ph; ++py)
+      for (int px = 0; px < pw; ++px)
+        for (int l = 0; l < kLanes; ++l) {
+          float r[4];
+          for (int j = 0; j < 4; ++j) {
+            const float v = y[((int64_t{o} * oh + 2 * py + j / 2) * ow + 2 * px + j % 2) * kLanes + l] + (bias ? bias[o] : 0.0f);
+            r[j] = v > 0.0f ? v : 0.0f;
+          }
+          int best = 0;
+          for (int j = 1; j < 4; ++j)
+            if (r[j] > r[best]) best = j;
+          const int64_t p = (int64_t{o} * ph + py) * pw + px;
+          q[p * kLanes + l] = r[best];
+          if (l < n) win[p * n + l] = r[best] > 0.0f ? static_cast<uint8_t>(best) : kNoWin;
+        }
+}
+
+void relu_maxpool_backward_lanes_win_f32_ref(const uint8_t* win, const float* dq, int oc, int oh, int ow, int n,
+                                             float* dy) {
+  std::fill(dy, dy + int64_t{oc} * oh * ow * kLanes, 0.0f);
+  const int ph = oh / 2, pw = ow / 2;
+  for (int o = 0; o < oc; ++o)
+    for (int py = 0; py < ph; ++py)
+      for (int px = 0; px < pw; ++px)
+        for (int l = 0; l < n; ++l) {
+          const int64_t p = (int64_t{o} * ph + py) * pw + px;
+          const int w = win[p * n + l];
+          if (w != kNoWin) dy[((int64_t{o} * oh + 2 * py + w / 2) * ow + 2 * px + w % 2) * kLanes + l] = 0.0f + dq[p * kLanes + l];
+        }
+}
+
 }  // namespace lowbit
