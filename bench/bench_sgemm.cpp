@@ -86,13 +86,14 @@ void BM_sgemm_nt(benchmark::State& state, lowbit::Isa isa, Shape3 s) {
 // LeNet's conv2 (6 x 14 x 14 -> 16 x 10 x 10, 5x5) on 16 images in lanes: forward, dW and dX
 // (pass 0, 1, 2), each 240,000 multiply-adds per image; compare GFLOP/s with sgemm/*/conv2 (the
 // same products after an im2col these kernels do not need). Checked against the reference first.
-void BM_conv_lanes(benchmark::State& state, lowbit::Isa isa, int pass) {
+// conv1 (1 x 32 x 32 -> 6 x 28 x 28): rows in strips of 10 + 9 + 9, dW in blocks of 3 channels.
+void BM_conv_lanes(benchmark::State& state, lowbit::Isa isa, int pass, bool conv1) {
   const lowbit::KernelTable* t = lowbit::kernels_for(isa);
   if (!t || !t->conv_lanes_fwd) {
     state.SkipWithError("no lane kernels for this ISA");
     return;
   }
-  const int c = 6, h = 14, w = 14, oc = 16, k = 5, oh = 10, ow = 10;
+  const int c = conv1 ? 1 : 6, h = conv1 ? 32 : 14, w = h, oc = conv1 ? 6 : 16, k = 5, oh = h - 4, ow = oh;
   lowbit::Rng rng(2);
   std::vector<float> wt(size_t(oc) * c * k * k), x(size_t(c) * h * w * lowbit::kLanes), y(size_t(oc) * oh * ow * lowbit::kLanes);
   std::vector<float> dw(wt.size()), x2 = x, y2 = y, dw2 = dw;
@@ -159,9 +160,11 @@ int reg = [] {
     for (const Shape3& s : kNtShapes)
       benchmark::RegisterBenchmark((std::string("sgemm_nt/") + lowbit::isa_name(isa) + "/" + s.name).c_str(), BM_sgemm_nt, isa, s);
   benchmark::RegisterBenchmark("conv5_dw/avx512/conv1", BM_conv5_dw, lowbit::Isa::avx512);
-  for (int pass = 0; pass < 3; ++pass)
-    benchmark::RegisterBenchmark((std::string("conv2_lanes/avx512/") + (pass == 0 ? "fwd" : pass == 1 ? "dw" : "dx")).c_str(),
-                                 BM_conv_lanes, lowbit::Isa::avx512, pass);
+  for (bool conv1 : {false, true})
+    for (int pass = 0; pass < (conv1 ? 2 : 3); ++pass)
+      benchmark::RegisterBenchmark((std::string(conv1 ? "conv1" : "conv2") + "_lanes/avx512/" +
+                                    (pass == 0 ? "fwd" : pass == 1 ? "dw" : "dx")).c_str(),
+                                   BM_conv_lanes, lowbit::Isa::avx512, pass, conv1);
   return 0;
 }();
 

@@ -118,7 +118,7 @@ using Col2imFn = void (*)(const Col2imArgs&);
 //        dy only); dx writes into x (overwrites it).
 // Lanes of absent images are zero in x and dy and so add nothing to dw. SIMD versions sum in a
 // different order than the reference: results agree within float rounding. The fast versions
-// take only the shapes conv_lanes_fits() accepts (k = 5, ow <= 12).
+// take only the shapes conv_lanes_fits() accepts (k = 5; rows of any width, in strips of <= 12).
 constexpr int kLanes = 16;
 struct ConvLanesArgs {
   int c, h, w, oc, k;

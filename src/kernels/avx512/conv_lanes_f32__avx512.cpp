@@ -14,11 +14,13 @@ namespace {
 
 constexpr int K = 5;  // conv_lanes_fits
 
-// Forward, two output channels per pass: one output row of both in 2 * OW <= 24 accumulators,
-// each input vector loaded once per tap and used by both channels.
+// Rows wider than 12 outputs go in strips of at most 12 columns, [x0, x0 + OW) of ow.
+
+// Forward, two output channels per pass: one output row strip of both in 2 * OW <= 24
+// accumulators, each input vector loaded once per tap and used by both channels.
 template <int OW>
-void fwd(const ConvLanesArgs& a) {
-  const int oh = a.h - K + 1;
+void fwd(const ConvLanesArgs& a, int x0) {
+  const int oh = a.h - K + 1, ow = a.w - K + 1;
   const int64_t wsize = int64_t{a.c} * K * K;
   for (int o = 0; o < a.oc; o += 2) {
     const bool two = o + 1 < a.oc;
@@ -29,7 +31,7 @@ void fwd(const ConvLanesArgs& a) {
       for (int j = 0; j < OW; ++j) acc0[j] = acc1[j] = _mm512_setzero_ps();
       for (int c = 0; c < a.c; ++c)
         for (int ky = 0; ky < K; ++ky) {
-          const float* xr = a.x + (int64_t{c} * a.h + oy + ky) * a.w * kLanes;
+          const float* xr = a.x + ((int64_t{c} * a.h + oy + ky) * a.w + x0) * kLanes;
           const float *wr0 = w0 + (c * K + ky) * K, *wr1 = w1 + (c * K + ky) * K;
           for (int kx = 0; kx < K; ++kx) {
             const __m512 b0 = _mm512_set1_ps(wr0[kx]), b1 = _mm512_set1_ps(wr1[kx]);
@@ -41,28 +43,30 @@ void fwd(const ConvLanesArgs& a) {
             }
           }
         }
-      float* y0 = a.y + (int64_t{o} * oh + oy) * OW * kLanes;
+      float* y0 = a.y + ((int64_t{o} * oh + oy) * ow + x0) * kLanes;
       for (int j = 0; j < OW; ++j) _mm512_storeu_ps(y0 + j * kLanes, acc0[j]);
       if (two)
-        for (int j = 0; j < OW; ++j) _mm512_storeu_ps(y0 + (int64_t{oh} * OW + j) * kLanes, acc1[j]);
+        for (int j = 0; j < OW; ++j) _mm512_storeu_ps(y0 + (int64_t{oh} * ow + j) * kLanes, acc1[j]);
     }
   }
 }
 
-// dX, one input row of one channel: W = OW + 4 <= 16 accumulators plus the OW vectors of one dY
-// row, reused by all 5 taps of a kernel row.
+// dX, one input row strip of one channel: W = OW + 4 <= 16 accumulators plus the OW vectors of
+// one dY row strip, reused by all 5 taps of a kernel row. A strip after the first adds to the 4
+// input columns it shares with the one before.
 template <int OW>
-void dx(const ConvLanesArgs& a) {
+void dx(const ConvLanesArgs& a, int x0) {
   constexpr int W = OW + K - 1;
-  const int oh = a.h - K + 1;
+  const int oh = a.h - K + 1, ow = a.w - K + 1;
   for (int c = 0; c < a.c; ++c)
     for (int iy = 0; iy < a.h; ++iy) {
+      float* xr = a.x + ((int64_t{c} * a.h + iy) * a.w + x0) * kLanes;
       __m512 acc[W];
-      for (int j = 0; j < W; ++j) acc[j] = _mm512_setzero_ps();
+      for (int j = 0; j < W; ++j) acc[j] = x0 > 0 && j < K - 1 ? _mm512_loadu_ps(xr + j * kLanes) : _mm512_setzero_ps();
       for (int o = 0; o < a.oc; ++o) {
         const float* wr = a.wt + (int64_t{o} * a.c + c) * K * K;
         for (int ky = std::max(0, iy - oh + 1); ky <= std::min(K - 1, iy); ++ky) {
-          const float* dr = a.y + (int64_t{o} * oh + iy - ky) * OW * kLanes;
+          const float* dr = a.y + ((int64_t{o} * oh + iy - ky) * ow + x0) * kLanes;
           __m512 d[OW];
           for (int j = 0; j < OW; ++j) d[j] = _mm512_loadu_ps(dr + j * kLanes);
           for (int kx = 0; kx < K; ++kx) {
@@ -72,12 +76,11 @@ void dx(const ConvLanesArgs& a) {
           }
         }
       }
-      float* xr = a.x + (int64_t{c} * a.h + iy) * W * kLanes;
       for (int j = 0; j < W; ++j) _mm512_storeu_ps(xr + j * kLanes, acc[j]);
     }
 }
 
-using Fn = void (*)(const ConvLanesArgs&);
+using Fn = void (*)(const ConvLanesArgs&, int);
 template <template <int> class F>
 Fn by_ow(int ow) {
   switch (ow) {
@@ -97,12 +100,23 @@ Fn by_ow(int ow) {
 }
 template <int OW>
 struct Fwd {
-  static void run(const ConvLanesArgs& a) { fwd<OW>(a); }
+  static void run(const ConvLanesArgs& a, int x0) { fwd<OW>(a, x0); }
 };
 template <int OW>
 struct Dx {
-  static void run(const ConvLanesArgs& a) { dx<OW>(a); }
+  static void run(const ConvLanesArgs& a, int x0) { dx<OW>(a, x0); }
 };
+
+// The row in ceil(ow / 12) strips of near-equal width (LeNet's conv1: 10 + 9 + 9), in order.
+template <template <int> class F>
+void by_strips(const ConvLanesArgs& a) {
+  const int ow = a.w - K + 1, n = (ow + 11) / 12;
+  for (int i = 0, x0 = 0; i < n; ++i) {
+    const int width = ow / n + (i < ow % n);
+    by_ow<F>(width)(a, x0);
+    x0 += width;
+  }
+}
 
 // In-register transpose of a 16 x 16 block: r[i] lane j -> r[j] lane i. Pairs of rows interleave
 // floats, then pairs of those interleave 64-bit pairs (lane group g of u[4i + m] holds column
@@ -135,21 +149,24 @@ inline __mmask16 first(int64_t m) { return static_cast<__mmask16>(m >= 16 ? 0xFF
 
 }  // namespace
 
-void conv_lanes_fwd__avx512(const ConvLanesArgs& a) { by_ow<Fwd>(a.w - K + 1)(a); }
-void conv_lanes_dx__avx512(const ConvLanesArgs& a) { by_ow<Dx>(a.w - K + 1)(a); }
+void conv_lanes_fwd__avx512(const ConvLanesArgs& a) { by_strips<Fwd>(a); }
+void conv_lanes_dx__avx512(const ConvLanesArgs& a) { by_strips<Dx>(a); }
 
-// dW: four output channels x the 5 taps of one (c, ky) in 20 accumulators, summed over every
+namespace {
+
+// dW: OB output channels x the 5 taps of one (c, ky) in 5 * OB accumulators, summed over every
 // output pixel, then across the lanes once.
-void conv_lanes_dw__avx512(const ConvLanesArgs& a) {
+template <int OB>
+void dw_blocks(const ConvLanesArgs& a) {
   const int oh = a.h - K + 1, ow = a.w - K + 1;
   const int64_t plane = int64_t{oh} * ow * kLanes;
-  for (int o = 0; o < a.oc; o += 4) {
-    const int no = std::min(4, a.oc - o);
-    const float* d[4];
-    for (int i = 0; i < 4; ++i) d[i] = a.y + (o + std::min(i, no - 1)) * plane;  // spare rows repeat the last
+  for (int o = 0; o < a.oc; o += OB) {
+    const int no = std::min(OB, a.oc - o);
+    const float* d[OB];
+    for (int i = 0; i < OB; ++i) d[i] = a.y + (o + std::min(i, no - 1)) * plane;  // spare rows repeat the last
     for (int c = 0; c < a.c; ++c)
       for (int ky = 0; ky < K; ++ky) {
-        __m512 acc[4][K];
+        __m512 acc[OB][K];
         for (auto& row : acc)
           for (__m512& v : row) v = _mm512_setzero_ps();
         for (int oy = 0; oy < oh; ++oy) {
@@ -158,7 +175,7 @@ void conv_lanes_dw__avx512(const ConvLanesArgs& a) {
           for (int ox = 0; ox < ow; ++ox) {
             __m512 xv[K];
             for (int kx = 0; kx < K; ++kx) xv[kx] = _mm512_loadu_ps(xr + (ox + kx) * kLanes);
-            for (int i = 0; i < 4; ++i) {
+            for (int i = 0; i < OB; ++i) {
               const __m512 dv = _mm512_loadu_ps(d[i] + drow + ox * kLanes);
               for (int kx = 0; kx < K; ++kx) acc[i][kx] = _mm512_fmadd_ps(dv, xv[kx], acc[i][kx]);
             }
@@ -168,6 +185,17 @@ void conv_lanes_dw__avx512(const ConvLanesArgs& a) {
           for (int kx = 0; kx < K; ++kx) a.dw[((o + i) * a.c + c) * K * K + ky * K + kx] += _mm512_reduce_add_ps(acc[i][kx]);
       }
   }
+}
+
+}  // namespace
+
+// Blocks of 4 channels, or of 3 where that divides OC and 4 does not (LeNet's conv1: 6), so no
+// spare channel is computed.
+void conv_lanes_dw__avx512(const ConvLanesArgs& a) {
+  if (a.oc % 4 != 0 && a.oc % 3 == 0)
+    dw_blocks<3>(a);
+  else
+    dw_blocks<4>(a);
 }
 
 void to_lanes_f32__avx512(const float* src, int64_t stride, int n, int64_t count, float* dst) {
