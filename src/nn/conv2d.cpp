@@ -1,5 +1,5 @@
 // Conv2d: forward and backward as GEMMs, or on 16 images side by side.
-// Where the lane kernels fit (5x5, stride 1, no padding, short rows: LeNet's conv2), groups of 16
+// Where the lane kernels fit (5x5, stride 1, no padding: LeNet's conv1 and conv2), groups of 16
 // images are turned into one vector per pixel and every pass is broadcast-weight FMAs
 // (ConvLanesArgs in kernels/dispatch.h): no im2col, no wasted columns.
 // Forward, stride 1: per image, out[OC, N] = W[OC, K] * B with B's rows pointing into the input
@@ -161,7 +161,7 @@ void weight_grad_rows(const Conv2d& l, const Geometry& g, const Tensor& in, cons
   constexpr int kSegments = 16;
   const int K = g.kdim(), oc = l.out_ch, wp = g.w + 2 * l.pad;
   const int64_t in_stride = int64_t{g.c} * g.h * g.w, out_stride = int64_t{oc} * g.p();
-  if (const ConvDwFn conv5_dw = kernels().conv5_dw_f32; conv5_dw && l.kernel == 5) {  // LeNet's conv1
+  if (const ConvDwFn conv5_dw = kernels().conv5_dw_f32; conv5_dw && l.kernel == 5) {  // images off the lanes
     if (l.pad == 0) {
       conv5_dw({n1 - n0, g.c, g.h, g.w, oc, in.data() + n0 * in_stride, in_stride, dout.data() + n0 * out_stride,
                 out_stride, dw.data()});
@@ -190,8 +190,8 @@ void weight_grad_rows(const Conv2d& l, const Geometry& g, const Tensor& in, cons
 }
 
 // The lane-layout kernels (ConvLanesArgs) take this layer: groups of kLanes images are turned
-// into lanes, convolved and turned back. LeNet's conv2; not conv1, whose 28-wide rows do not fit,
-// nor a kernel covering the image (conv3), a plain GEMM over the batch. A group costs the same
+// into lanes, convolved and turned back. LeNet's conv1 and conv2; not a kernel covering the
+// image (conv3), a plain GEMM over the batch. A group costs the same
 // with 1 image as with 16; below kMinLanes images the per-image GEMM paths are faster (LeNet's
 // conv2: about half the lanes' speed per image), e.g. at batch 1.
 constexpr int kMinLanes = 8;

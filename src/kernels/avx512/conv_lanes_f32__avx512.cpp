@@ -1,6 +1,7 @@
 // Lane-layout convolutions and layout changes with AVX-512F (contracts: ConvLanesArgs in
 // kernels/dispatch.h). One zmm holds one pixel of 16 images, so every tap is a broadcast weight
-// times a vector: forward and dX keep an output row in registers, dW a 4-channel x 5-tap block.
+// times a vector: forward and dX keep an output row (a strip of <= 12 columns) in registers, dW
+// a 4- or 3-channel x 5-tap block.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12 bug 105593, before the header
 #include <immintrin.h>
 
