@@ -50,6 +50,7 @@ static KernelTable make_table(Isa isa) {
   }
   t.bias_relu_maxpool_f32 = isa == Isa::avx512 ? bias_relu_maxpool_f32__avx512 : bias_relu_maxpool_f32_ref;
   t.col2im_f32 = isa == Isa::avx512 ? col2im_f32__avx512 : col2im_f32_ref;
+  t.maxpool2x2_f32 = isa == Isa::avx512 ? maxpool2x2_f32__avx512 : maxpool2x2_f32_ref;
   t.relu_maxpool_backward_f32 = isa == Isa::avx512 ? relu_maxpool_backward_f32__avx512 : relu_maxpool_backward_f32_ref;
   t.bias_relu_maxpool_win_f32 = isa == Isa::avx512 ? bias_relu_maxpool_win_f32__avx512 : bias_relu_maxpool_win_f32_ref;
   t.relu_maxpool_backward_win_f32 =

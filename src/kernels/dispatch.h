@@ -96,6 +96,11 @@ constexpr uint8_t kNoWin = 4;
 using BiasReluMaxpoolWinFn = void (*)(const float* c, int64_t ldc, int oh, int ow, float bias, float* q, uint8_t* win);
 using ReluMaxpoolBackwardWinFn = void (*)(const uint8_t* win, const float* dq, int oh, int ow, float* dy);
 
+// Plain 2x2/2 max pooling of one plane (oh x ow, a last odd row or column dropped), as Pool2d:
+// q[py*(ow/2) + px] = std::max(std::max(x00, x01), std::max(x10, x11)) of its window (NaN: std::max
+// keeps its first operand unless the second is larger). Exact on every ISA.
+using Maxpool2x2Fn = void (*)(const float* x, int oh, int ow, float* q);
+
 // col2im, the adjoint of im2col in Conv2d's backward: for images n < t, dx[n][ci][iy][ix] +=
 // col[(ci*k + ky)*k + kx][n*oh*ow + oy*ow + ox] (rows ld floats apart) for every tap with
 // iy = oy*stride - pad + ky, ix = ox*stride - pad + kx inside the h x w image. The contributions
@@ -168,6 +173,7 @@ struct KernelTable {
   ReluMaxpoolBackwardFn relu_maxpool_backward_f32;
   BiasReluMaxpoolWinFn bias_relu_maxpool_win_f32;
   ReluMaxpoolBackwardWinFn relu_maxpool_backward_win_f32;
+  Maxpool2x2Fn maxpool2x2_f32;
   Col2imFn col2im_f32;
   // Null where the ISA has no fast version: Conv2d then runs its GEMM paths.
   ConvLanesFn conv_lanes_fwd, conv_lanes_dw, conv_lanes_dx;

@@ -26,6 +26,8 @@ void bias_relu_maxpool_win_f32_ref(const float* c, int64_t ldc, int oh, int ow, 
 void bias_relu_maxpool_win_f32__avx512(const float* c, int64_t ldc, int oh, int ow, float bias, float* q, uint8_t* win);
 void relu_maxpool_backward_win_f32_ref(const uint8_t* win, const float* dq, int oh, int ow, float* dy);
 void relu_maxpool_backward_win_f32__avx512(const uint8_t* win, const float* dq, int oh, int ow, float* dy);
+void maxpool2x2_f32_ref(const float* x, int oh, int ow, float* q);
+void maxpool2x2_f32__avx512(const float* x, int oh, int ow, float* q);
 void col2im_f32_ref(const Col2imArgs& a);
 void col2im_f32__avx512(const Col2imArgs& a);
 void relu_maxpool_backward_f32_ref(const float* y, const float* r, const float* dq, int oh, int ow, float* dy);

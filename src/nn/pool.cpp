@@ -20,17 +20,18 @@ void Pool2d::forward(const Tensor& in, Tensor& out, int n0, int n1) {
   const int C = in.dim(1), H = in.dim(2), W = in.dim(3);
   const int OH = out.dim(2), OW = out.dim(3);
   const float inv = 1.0f / static_cast<float>(kernel * kernel);
+  if (kernel == 2 && stride == 2 && kind == PoolKind::max) {  // LeNet's case: the SIMD kernel
+    const Maxpool2x2Fn k = kernels().maxpool2x2_f32;
+    if (H % 2 == 0) {  // row pairs never straddle two planes: all of them as one tall plane
+      k(in.data() + int64_t{n0} * C * H * W, (n1 - n0) * C * H, W, out.data() + int64_t{n0} * C * OH * OW);
+      return;
+    }
+    for (int64_t pl = int64_t{n0} * C; pl < int64_t{n1} * C; ++pl) k(in.data() + pl * H * W, H, W, out.data() + pl * OH * OW);
+    return;
+  }
   for (int pl = n0 * C; pl < n1 * C; ++pl) {
     const float* x = in.data() + int64_t{pl} * H * W;
     float* y = out.data() + int64_t{pl} * OH * OW;
-    if (kernel == 2 && stride == 2 && kind == PoolKind::max) {  // LeNet's case, unrolled
-      for (int oy = 0; oy < OH; ++oy) {
-        const float *r0 = x + 2 * oy * W, *r1 = r0 + W;
-        for (int ox = 0; ox < OW; ++ox)
-          y[oy * OW + ox] = std::max(std::max(r0[2 * ox], r0[2 * ox + 1]), std::max(r1[2 * ox], r1[2 * ox + 1]));
-      }
-      continue;
-    }
     for (int oy = 0; oy < OH; ++oy)
       for (int ox = 0; ox < OW; ++ox) {
         const float* win = x + oy * stride * W + ox * stride;
@@ -53,6 +54,11 @@ void Pool2d::backward(const Tensor& in, const Tensor& out, const Tensor& dout, T
   const int OH = out.dim(2), OW = out.dim(3);
   if (kernel == 2 && stride == 2 && kind == PoolKind::max) {  // LeNet's case: the SIMD kernel, same bits
     const ReluMaxpoolBackwardFn k = kernels().relu_maxpool_backward_f32;
+    if (H % 2 == 0) {  // one tall plane, as in forward
+      const int64_t pl = int64_t{n0} * C;
+      k(nullptr, in.data() + pl * H * W, dout.data() + pl * OH * OW, (n1 - n0) * C * H, W, din->data() + pl * H * W);
+      return;
+    }
     for (int64_t pl = int64_t{n0} * C; pl < int64_t{n1} * C; ++pl)
       k(nullptr, in.data() + pl * H * W, dout.data() + pl * OH * OW, H, W, din->data() + pl * H * W);
     return;

@@ -17,6 +17,9 @@ namespace {
 
 constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
 constexpr int kLanes = 8;              // independent accumulators: vectorizable reductions
+// The min/max beside the forward: one AVX-512 vector of accumulators (min and max are exact, so
+// any count gives the same bits).
+constexpr int kMinMaxLanes = 16;
 
 inline float round_small(float v) { return (v + kMagic) - kMagic; }
 // floor(y) = r - [r > y] with r = round(y); the indicator as min(1, max(0, (r - y) * 2^126)), since
@@ -69,18 +72,18 @@ void forward(const float* x, int64_t n, const FakeQuantArgs& a, float* out) {
   for (int64_t i = 0; i < n; ++i) out[i] = rd.s * rd.round(clampf(rd.v(x[i]), b.lo, b.hi), i);
 }
 
-// One pass: kLanes independent min/max accumulators beside the forward. GCC vectorizes this fused
+// One pass: kMinMaxLanes independent min/max accumulators beside the forward. GCC vectorizes this fused
 // loop in the fixed-point modes (every activation after a layer); in nearest-even mode (only the
 // network input) it stays scalar, as does a separate min/max loop in every mode.
 template <int kMode>
 void forward_minmax(const float* x, int64_t n, const FakeQuantArgs& a, float* out, float* xmin, float* xmax) {
   const Rounder<kMode> rd(a);
   const Bounds b(a);
-  float mn[kLanes], mx[kLanes];
-  for (int l = 0; l < kLanes; ++l) mn[l] = mx[l] = n > 0 ? x[0] : 0.0f;
-  const int64_t body = n - n % kLanes;
-  for (int64_t i = 0; i < body; i += kLanes)
-    for (int l = 0; l < kLanes; ++l) {
+  float mn[kMinMaxLanes], mx[kMinMaxLanes];
+  for (int l = 0; l < kMinMaxLanes; ++l) mn[l] = mx[l] = n > 0 ? x[0] : 0.0f;
+  const int64_t body = n - n % kMinMaxLanes;
+  for (int64_t i = 0; i < body; i += kMinMaxLanes)
+    for (int l = 0; l < kMinMaxLanes; ++l) {
       const float xv = x[i + l];
       mn[l] = std::min(mn[l], xv);
       mx[l] = std::max(mx[l], xv);
@@ -92,7 +95,7 @@ void forward_minmax(const float* x, int64_t n, const FakeQuantArgs& a, float* ou
     out[i] = rd.s * rd.round(clampf(rd.v(x[i]), b.lo, b.hi), i);
   }
   float rmn = mn[0], rmx = mx[0];
-  for (int l = 1; l < kLanes; ++l) {
+  for (int l = 1; l < kMinMaxLanes; ++l) {
     rmn = std::min(rmn, mn[l]);
     rmx = std::max(rmx, mx[l]);
   }

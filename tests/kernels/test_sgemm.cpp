@@ -225,6 +225,39 @@ TEST(ReluMaxpoolBackward, WithoutYIsMaxPoolBackward) {
     }
 }
 
+// Plain 2x2 max pooling (Pool2d's kernel): every ISA gives the reference's bits (NaN kept as
+// std::max keeps it, -0 against 0, ties), writes nothing past the pooled plane, for every size
+// up to 9 x 40 (odd rows and columns dropped).
+TEST(Maxpool2x2, EveryIsaMatchesReferenceAndStaysInBounds) {
+  Rng rng(53);
+  const float kGuard = 12345.0f;
+  for (Isa isa : {Isa::avx2, Isa::avx512}) {
+    const KernelTable* t = kernels_for(isa);
+    if (!t) continue;
+    for (int oh = 1; oh <= 9; ++oh)
+      for (int ow = 1; ow <= 40; ++ow) {
+        std::vector<float> x(size_t(oh) * size_t(ow));
+        for (float& v : x) {
+          const uint64_t kind = rng.below(8);
+          v = kind == 0 ? std::nanf("") : kind == 1 ? -0.0f : kind == 2 ? 0.0f : kind == 3 ? 0.5f : rng.uniform(-2, 2);
+        }
+        const size_t pooled = size_t(oh / 2) * size_t(ow / 2);
+        std::vector<float> want(pooled + 16, kGuard), got = want;
+        maxpool2x2_f32_ref(x.data(), oh, ow, want.data());
+        t->maxpool2x2_f32(x.data(), oh, ow, got.data());
+        ASSERT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float)))
+            << isa_name(isa) << " oh=" << oh << " ow=" << ow;
+        for (size_t i = 0; i < pooled; ++i) {  // the reference is the max of its window
+          const size_t py = i / size_t(ow / 2), px = i % size_t(ow / 2), p = 2 * py * size_t(ow) + 2 * px;
+          const float a = std::max(x[p], x[p + 1]), b = std::max(x[p + size_t(ow)], x[p + size_t(ow) + 1]);
+          const float m = std::max(a, b);
+          ASSERT_EQ(0, std::memcmp(&m, &want[i], sizeof(float)));
+        }
+        for (size_t i = pooled; i < want.size(); ++i) ASSERT_EQ(want[i], kGuard);
+      }
+  }
+}
+
 TEST(ReluMaxpoolBackward, EveryIsaMatchesReference) {
   Rng rng(47);
   const float kGuard = 12345.0f;

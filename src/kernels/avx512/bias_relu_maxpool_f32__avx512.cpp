@@ -188,4 +188,24 @@ void relu_maxpool_backward_win_f32__avx512(const uint8_t* win, const float* dq, 
     for (int x = 0; x < ow; x += 16) _mm512_mask_storeu_ps(dy + (oh - 1) * ow + x, first(ow - x), zero);
 }
 
+// Plain pooling: rows in pairs, 32 columns (16 windows) per step, de-interleaved as above;
+// std::max(a, b) is vmaxps(b, a) (b when b > a, else a, NaN included).
+void maxpool2x2_f32__avx512(const float* x, int oh, int ow, float* q) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  const int ph = oh / 2, pw = ow / 2;
+  for (int py = 0; py < ph; ++py) {
+    const float *x0 = x + 2 * py * ow, *x1 = x0 + ow;
+    for (int c = 0; c < 2 * pw; c += 32) {
+      const int n = 2 * pw - c < 32 ? 2 * pw - c : 32;  // columns inside this step's windows
+      const __mmask16 lo = first(n), hi = first(n - 16);
+      const __m512 a0 = _mm512_maskz_loadu_ps(lo, x0 + c), a1 = _mm512_maskz_loadu_ps(hi, x0 + c + 16);
+      const __m512 b0 = _mm512_maskz_loadu_ps(lo, x1 + c), b1 = _mm512_maskz_loadu_ps(hi, x1 + c + 16);
+      const __m512 top = _mm512_max_ps(_mm512_permutex2var_ps(a0, odd, a1), _mm512_permutex2var_ps(a0, even, a1));
+      const __m512 bottom = _mm512_max_ps(_mm512_permutex2var_ps(b0, odd, b1), _mm512_permutex2var_ps(b0, even, b1));
+      _mm512_mask_storeu_ps(q + py * pw + c / 2, first(n / 2), _mm512_max_ps(bottom, top));
+    }
+  }
+}
+
 }  // namespace lowbit

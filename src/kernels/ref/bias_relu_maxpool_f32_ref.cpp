@@ -24,6 +24,15 @@ void bias_relu_maxpool_f32_ref(const float* c, int64_t ldc, int oh, int ow, floa
     }
 }
 
+void maxpool2x2_f32_ref(const float* x, int oh, int ow, float* q) {
+  const int ph = oh / 2, pw = ow / 2;
+  for (int py = 0; py < ph; ++py) {
+    const float *r0 = x + 2 * py * ow, *r1 = r0 + ow;
+    for (int px = 0; px < pw; ++px)
+      q[py * pw + px] = std::max(std::max(r0[2 * px], r0[2 * px + 1]), std::max(r1[2 * px], r1[2 * px + 1]));
+  }
+}
+
 void relu_maxpool_backward_f32_ref(const float* y, const float* r, const float* dq, int oh, int ow, float* dy) {
   std::fill(dy, dy + int64_t{oh} * ow, 0.0f);
   const int ph = oh / 2, pw = ow / 2;
