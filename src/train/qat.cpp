@@ -39,6 +39,7 @@
 
 #include "lowbit/quantizer.h"
 #include "lowbit/train.h"
+#include "nn/parallel.h"
 
 namespace lowbit {
 
@@ -337,6 +338,8 @@ struct WeightQuant {
   Tensor master_w, master_b;  // (oc, ...) and (oc) or empty
   Tensor step, dstep;        // LSQ: (oc) per channel or (1)
   std::vector<float> approx;  // ABC-Net: sum_i alpha_i B_i of the master weights
+  std::vector<float> amax;        // (oc): max|W| per channel (scan)
+  std::vector<uint8_t> bad;       // (oc): a non-finite weight or bias (scan)
   std::vector<float> w_scale;     // (oc)
   std::vector<int32_t> bias_codes;
   const ActQuant* in = nullptr;   // the quantizer of this op's input (bias scale s_w * s_in)
@@ -344,23 +347,32 @@ struct WeightQuant {
 
   int32_t qmax() const { return quant_max(bits); }
 
-  // Fills w_hat (the layer's weight tensor) and b_hat. False when something is not finite.
-  bool prepare(Tensor& what, Tensor* b_hat) {
-    const int64_t n = int64_t{oc} * k;
+  // Fills w_hat (the layer's weight tensor) and b_hat in three steps, so that threads can share
+  // the first and the last: scan() channels [c0, c1) (finite? max|W|; ABC-Net's approximation),
+  // scales() (false when something is not finite), quantize() channels [c0, c1).
+  void begin(bool has_bias) {
+    amax.assign(static_cast<size_t>(oc), 0.0f);
+    bad.assign(static_cast<size_t>(oc), 0);
+    if (abc > 0) approx.resize(static_cast<size_t>(int64_t{oc} * k));
+    if (has_bias) bias_codes.resize(static_cast<size_t>(oc));
+  }
+  void scan(int c0, int c1, bool has_bias) {
     const float* w = master_w.data();
-    if (!all_finite(w, n) || (b_hat && !all_finite(master_b.data(), oc))) return false;
-    const float* src = w;  // what is quantized
-    if (abc > 0) {  // ABC-Net: W_hat = sum_i alpha_i B_i, per output channel or per tensor
-      approx.resize(static_cast<size_t>(n));
-      if (per_channel) {
-        for (int c = 0; c < oc; ++c) abc_approx(w + c * k, k, abc, approx.data() + c * k);
-      } else {
-        abc_approx(w, n, abc, approx.data());
-      }
-      src = approx.data();
+    const bool abc_tensor = abc > 0 && !per_channel;
+    // ABC-Net per tensor: one fit over the whole (finite) tensor, by whoever scans channel 0;
+    // its max|W| comes in scales(), after every thread is done.
+    if (abc_tensor && c0 == 0 && c1 > 0 && all_finite(w, int64_t{oc} * k)) abc_approx(w, int64_t{oc} * k, abc, approx.data());
+    for (int c = c0; c < c1; ++c) {
+      bad[size_t(c)] = !all_finite(w + c * k, k) || (has_bias && !finite(master_b[c]));
+      if (bad[size_t(c)]) continue;
+      if (abc > 0 && per_channel) abc_approx(w + c * k, k, abc, approx.data() + c * k);
+      if (!lsq && !abc_tensor) amax[size_t(c)] = abs_max(src() + c * k, k);
     }
-    // Step sizes: learned (LSQ), or max|W| / qmax per tensor or channel as choose_qparams gives
-    // them; an all-zero channel keeps the tensor's scale, as quantize_model does.
+  }
+  // Step sizes: learned (LSQ), or max|W| / qmax per tensor or channel as choose_qparams gives
+  // them; an all-zero channel keeps the tensor's scale, as quantize_model does.
+  bool scales() {
+    if (std::any_of(bad.begin(), bad.end(), [](uint8_t b) { return b != 0; })) return false;
     w_scale.assign(static_cast<size_t>(oc), 1.0f);
     if (lsq) {
       for (int64_t i = 0; i < step.numel(); ++i) {
@@ -368,41 +380,39 @@ struct WeightQuant {
         step[i] = std::max(step[i], kMinStep);
       }
       for (int c = 0; c < oc; ++c) w_scale[size_t(c)] = step[per_channel ? c : 0];
-    } else {
-      std::vector<float> amax(static_cast<size_t>(oc));
-      float amax_all = 0;
-      for (int c = 0; c < oc; ++c) {
-        amax[size_t(c)] = abs_max(src + c * k, k);
-        amax_all = std::max(amax_all, amax[size_t(c)]);
-      }
-      const float tensor_scale = choose_qparams(-amax_all, amax_all, bits, Scheme::Symmetric, true, name).scale;
-      for (int c = 0; c < oc; ++c) {
-        const float m = amax[size_t(c)];
-        w_scale[size_t(c)] = (per_channel && m > 0)
-                                 ? choose_qparams(-m, m, bits, Scheme::Symmetric, true, name).scale
-                                 : tensor_scale;
-      }
+      return true;
     }
-    // W_hat = s * clamp(round(W / s), -qmax, qmax): quant_round's rule, vectorized.
-    for (int c = 0; c < oc; ++c)
-      fake_quant_forward(src + c * k, k, FakeQuantArgs{w_scale[size_t(c)], 0, -qmax(), qmax()}, what.data() + c * k);
-    w_hat = &what;
-    // Bias: int32 in units of s_w * s_in, kept within what the engine's int32 accumulator allows
-    // beside the largest possible sum of products (quantize_model's bound).
-    if (b_hat) {
-      bias_codes.resize(static_cast<size_t>(oc));
-      const double limit = 2147483647.0 - 255.0 * 255.0 * static_cast<double>(k);
-      const float s_in = in->qp.scale;
-      for (int c = 0; c < oc; ++c) {
-        const float sb = w_scale[size_t(c)] * s_in;
-        double v = std::nearbyint(static_cast<double>(master_b[c]) / static_cast<double>(sb));
-        v = std::clamp(v, -limit, limit);
-        bias_codes[size_t(c)] = static_cast<int32_t>(v);
-        (*b_hat)[c] = static_cast<float>(v) * sb;
-      }
+    if (abc > 0 && !per_channel)  // the fit was not there yet when the channels were scanned
+      for (int c = 0; c < oc; ++c) amax[size_t(c)] = abs_max(approx.data() + c * k, k);
+    float amax_all = 0;
+    for (int c = 0; c < oc; ++c) amax_all = std::max(amax_all, amax[size_t(c)]);
+    const float tensor_scale = choose_qparams(-amax_all, amax_all, bits, Scheme::Symmetric, true, name).scale;
+    for (int c = 0; c < oc; ++c) {
+      const float m = amax[size_t(c)];
+      w_scale[size_t(c)] = (per_channel && m > 0) ? choose_qparams(-m, m, bits, Scheme::Symmetric, true, name).scale
+                                                  : tensor_scale;
     }
     return true;
   }
+  void quantize(int c0, int c1, Tensor& what, Tensor* b_hat) {
+    // W_hat = s * clamp(round(W / s), -qmax, qmax): quant_round's rule, vectorized.
+    for (int c = c0; c < c1; ++c)
+      fake_quant_forward(src() + c * k, k, FakeQuantArgs{w_scale[size_t(c)], 0, -qmax(), qmax()}, what.data() + c * k);
+    w_hat = &what;
+    // Bias: int32 in units of s_w * s_in, kept within what the engine's int32 accumulator allows
+    // beside the largest possible sum of products (quantize_model's bound).
+    if (!b_hat) return;
+    const double limit = 2147483647.0 - 255.0 * 255.0 * static_cast<double>(k);
+    const float s_in = in->qp.scale;
+    for (int c = c0; c < c1; ++c) {
+      const float sb = w_scale[size_t(c)] * s_in;
+      double v = std::nearbyint(static_cast<double>(master_b[c]) / static_cast<double>(sb));
+      v = std::clamp(v, -limit, limit);
+      bias_codes[size_t(c)] = static_cast<int32_t>(v);
+      (*b_hat)[c] = static_cast<float>(v) * sb;
+    }
+  }
+  const float* src() const { return abc > 0 ? approx.data() : master_w.data(); }  // what is quantized
 
   // The integer weights: W_hat / s is q up to a rounding error far below 1/2.
   std::vector<int8_t> codes() const {
@@ -652,8 +662,23 @@ bool QatNetwork::prepare() {
   Impl& im = *impl_;
   for (auto& a : im.acts)
     if (!a->prepare()) return false;
+  // Every step: threads take slices of each layer's output channels (conv3 holds 48,000 of
+  // LeNet's 61,470 weights), so each writes half of W_hat rather than one thread all of it.
+  for (auto& w : im.weighted) w.wq->begin(im.bias_of(w.layer) != nullptr);
+  run_threads(threads(), [&](int th, int nth) {
+    for (auto& w : im.weighted) {
+      const Slice s = thread_slice(w.wq->oc, th, nth);
+      w.wq->scan(s.begin, s.end, im.bias_of(w.layer) != nullptr);
+    }
+  });
   for (auto& w : im.weighted)
-    if (!w.wq->prepare(*im.weight_of(w.layer), im.bias_of(w.layer))) return false;
+    if (!w.wq->scales()) return false;
+  run_threads(threads(), [&](int th, int nth) {
+    for (auto& w : im.weighted) {
+      const Slice s = thread_slice(w.wq->oc, th, nth);
+      w.wq->quantize(s.begin, s.end, *im.weight_of(w.layer), im.bias_of(w.layer));
+    }
+  });
   if (im.cfg.requant != "fixedpoint") return true;
   // The right shift of every output channel's multiplier, as compute_requant derives it.
   for (auto& w : im.weighted) {

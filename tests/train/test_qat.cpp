@@ -131,6 +131,7 @@ TEST(Qat, FakeQuantNetworkMatchesTheEngine) {
 // its int32 codes times s_w * s_in; ABC-Net weights are abc_bases()'s approximation quantized to
 // 8 bits. Every weighted layer of the tiny model, per tensor and per channel, M = 1..5.
 TEST(Qat, WeightsAndBiasesFollowTheEngineRules) {
+  set_threads(3);  // prepare() splits each layer's channels unevenly across threads
   const Tensor calib = random_images(32, 5);
   for (int abc : {0, 1, 2, 3, 5}) {
     for (bool pc : {false, true}) {
