@@ -213,11 +213,11 @@ int lane_groups(int n0, int n1, Group group) {
   return n0;
 }
 
-// The forward of [n0, n1) on the lane kernels, in groups of kMinLanes to kLanes images: a group's
-// result (no bias) goes back to NCHW at dst(first image), then done(first image, images, result)
-// runs. Returns where the images left for the other paths start.
-template <class Dst, class Done>
-int forward_lanes(const Conv2d& l, const Geometry& g, const Tensor& in, int n0, int n1, Dst dst, Done done) {
+// The forward of [n0, n1) on the lane kernels, in groups of kMinLanes to kLanes images:
+// group(first image, images, yl) gets each group's result in lanes (no bias). Returns where the
+// images left for the other paths start.
+template <class Group>
+int forward_lanes(const Conv2d& l, const Geometry& g, const Tensor& in, int n0, int n1, Group group) {
   if (!lanes(l, g)) return n0;
   const KernelTable& kt = kernels();
   const int64_t xsize = int64_t{g.c} * g.h * g.w, ysize = int64_t{l.out_ch} * g.p();
@@ -226,9 +226,7 @@ int forward_lanes(const Conv2d& l, const Geometry& g, const Tensor& in, int n0, 
   return lane_groups(n0, n1, [&](int b0, int nb) {
     kt.to_lanes_f32(in.data() + b0 * xsize, xsize, nb, xsize, xl);
     kt.conv_lanes_fwd({g.c, g.h, g.w, l.out_ch, l.kernel, l.weight.data(), xl, yl, nullptr});
-    float* y = dst(b0);
-    kt.from_lanes_f32(yl, ysize, nb, y, ysize);
-    done(b0, nb, y);
+    group(b0, nb, static_cast<const float*>(yl));
   });
 }
 
@@ -238,14 +236,14 @@ void Conv2d::forward_rows(const Tensor& in, Tensor& out, int n0, int n1) {
   const Geometry g = geometry(*this, in.shape(), out.shape());
   const int wp = g.w + 2 * pad, N = (g.oh - 1) * wp + g.ow;
   const int64_t ysize = int64_t{out_ch} * g.p();
-  n0 = forward_lanes(
-      *this, g, in, n0, n1, [&](int b0) { return out.data() + b0 * ysize; },
-      [&](int, int nb, float* y) {
-        if (has_bias)
-          for (int b = 0; b < nb; ++b)
-            for (int o = 0; o < out_ch; ++o)
-              for (int64_t p = 0; p < g.p(); ++p) y[b * ysize + o * g.p() + p] += bias[o];
-      });
+  n0 = forward_lanes(*this, g, in, n0, n1, [&](int b0, int nb, const float* yl) {
+    float* y = out.data() + b0 * ysize;
+    kernels().from_lanes_f32(yl, ysize, nb, y, ysize);
+    if (has_bias)
+      for (int b = 0; b < nb; ++b)
+        for (int o = 0; o < out_ch; ++o)
+          for (int64_t p = 0; p < g.p(); ++p) y[b * ysize + o * g.p() + p] += bias[o];
+  });
   conv_rows(*this, g, in, n0, n1, [&](int b, const float* c) {
     float* y = out.data() + int64_t{b} * out_ch * g.p();
     for (int o = 0; o < out_ch; ++o) {
@@ -284,28 +282,23 @@ void Conv2d::forward_relu_maxpool(const Tensor& in, Tensor& conv_out, Tensor& re
                o + 1 < out_ch);
   };
   const int64_t ysize = int64_t{out_ch} * g.p();
-  // Training on the lane kernels: ReLU and pool run in the lanes too, so only q (a quarter of the
-  // conv's result) goes back to NCHW, and a group's window codes stay in lane order
-  // (ReluMaxpoolLanesWinFn), where backward_relu_maxpool reads them.
-  if (win && lanes(*this, g)) {
-    const KernelTable& kt = kernels();
-    const int64_t xsize = int64_t{g.c} * g.h * g.w, qsize = int64_t{out_ch} * ph * pw;
-    float* xl = room(tl.xl, xsize * kLanes);
-    float* yl = room(tl.yl, ysize * kLanes);
-    float* ql = room(tl.out, qsize * kLanes);
-    n0 = lane_groups(n0, n1, [&](int b0, int nb) {
-      kt.to_lanes_f32(in.data() + b0 * xsize, xsize, nb, xsize, xl);
-      kt.conv_lanes_fwd({g.c, g.h, g.w, out_ch, kernel, weight.data(), xl, yl, nullptr});
-      kt.relu_maxpool_lanes_win_f32(yl, out_ch, g.oh, g.ow, has_bias ? bias.data() : nullptr, nb, ql, win + b0 * qsize);
-      kt.from_lanes_f32(ql, qsize, nb, pool_out.data() + b0 * qsize, qsize);
-    });
-  }
-  n0 = forward_lanes(
-      *this, g, in, n0, n1, [&](int) { return room(tl.out, ysize * kLanes); },
-      [&](int b0, int nb, const float* c) {
-        for (int b = 0; b < nb; ++b)
-          for (int o = 0; o < out_ch; ++o) epilogue(b0 + b, o, c + b * ysize + int64_t{o} * g.p(), g.ow);
-      });
+  // On the lane kernels. Training: ReLU and pool run in the lanes too, so only q (a quarter of
+  // the conv's result) goes back to NCHW, and a group's window codes stay in lane order
+  // (ReluMaxpoolLanesWinFn), where backward_relu_maxpool reads them. Else the result goes back
+  // to NCHW for the epilogue.
+  const KernelTable& kt = kernels();
+  const int64_t qsize = int64_t{out_ch} * ph * pw;
+  n0 = forward_lanes(*this, g, in, n0, n1, [&](int b0, int nb, const float* yl) {
+    float* c = room(tl.out, (win ? qsize : ysize) * kLanes);
+    if (win) {
+      kt.relu_maxpool_lanes_win_f32(yl, out_ch, g.oh, g.ow, has_bias ? bias.data() : nullptr, nb, c, win + b0 * qsize);
+      kt.from_lanes_f32(c, qsize, nb, pool_out.data() + b0 * qsize, qsize);
+      return;
+    }
+    kt.from_lanes_f32(yl, ysize, nb, c, ysize);
+    for (int b = 0; b < nb; ++b)
+      for (int o = 0; o < out_ch; ++o) epilogue(b0 + b, o, c + b * ysize + int64_t{o} * g.p(), g.ow);
+  });
   conv_rows(*this, g, in, n0, n1, [&](int b, const float* c) {
     for (int o = 0; o < out_ch; ++o) epilogue(b, o, c + int64_t{o} * N, wp);
   });
