@@ -19,6 +19,16 @@ struct Shape3 {
 // pixels), conv3 [120 x 400] x [400 x 256], fc1 as y^T: [84 x 120] x [120 x 256].
 const Shape3 kShapes[] = {{"conv1", 6, 784, 25}, {"conv2", 16, 500, 150}, {"conv3", 120, 256, 400}, {"fc1", 84, 256, 120}};
 
+// Times fn (which writes out) and reports GFLOP/s for `macs` multiply-adds per call.
+template <class Fn>
+void time_gflops(benchmark::State& state, Fn fn, const float* out, double macs) {
+  for (auto _ : state) {
+    fn();
+    benchmark::DoNotOptimize(out);
+  }
+  state.counters["GFLOPS"] = benchmark::Counter(2.0 * macs * double(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
+}
+
 void BM_sgemm(benchmark::State& state, lowbit::Isa isa, Shape3 s) {
   const lowbit::KernelTable* t = lowbit::kernels_for(isa);
   if (!t) {
@@ -39,12 +49,7 @@ void BM_sgemm(benchmark::State& state, lowbit::Isa isa, Shape3 s) {
       state.SkipWithError("result differs from the reference");
       return;
     }
-  for (auto _ : state) {
-    t->sgemm(g);
-    benchmark::DoNotOptimize(c.data());
-  }
-  state.counters["GFLOPS"] = benchmark::Counter(2.0 * s.m * s.n * s.k * double(state.iterations()) / 1e9,
-                                                benchmark::Counter::kIsRate);
+  time_gflops(state, [&] { t->sgemm(g); }, c.data(), double(s.m) * s.n * s.k);
 }
 
 // C[m, n] = A[m, k] * B[n, k]^T by row pointers: training's forward of conv3 (16 images x 120
@@ -75,12 +80,7 @@ void BM_sgemm_nt(benchmark::State& state, lowbit::Isa isa, Shape3 s) {
       state.SkipWithError("result differs from the reference");
       return;
     }
-  for (auto _ : state) {
-    t->sgemm_nt(g);
-    benchmark::DoNotOptimize(c.data());
-  }
-  state.counters["GFLOPS"] = benchmark::Counter(2.0 * s.m * s.n * s.k * double(state.iterations()) / 1e9,
-                                                benchmark::Counter::kIsRate);
+  time_gflops(state, [&] { t->sgemm_nt(g); }, c.data(), double(s.m) * s.n * s.k);
 }
 
 // LeNet's conv2 (6 x 14 x 14 -> 16 x 10 x 10, 5x5) on 16 images in lanes: forward, dW and dX
@@ -112,12 +112,8 @@ void BM_conv_lanes(benchmark::State& state, lowbit::Isa isa, int pass, bool conv
       state.SkipWithError("result differs from the reference");
       return;
     }
-  for (auto _ : state) {
-    fast({c, h, w, oc, k, wt.data(), x.data(), y.data(), dw.data()});
-    benchmark::DoNotOptimize(x.data());
-  }
-  state.counters["GFLOPS"] = benchmark::Counter(2.0 * oc * c * k * k * oh * ow * lowbit::kLanes * double(state.iterations()) / 1e9,
-                                                benchmark::Counter::kIsRate);
+  time_gflops(state, [&] { fast({c, h, w, oc, k, wt.data(), x.data(), y.data(), dw.data()}); }, x.data(),
+              double(oc) * c * k * k * oh * ow * lowbit::kLanes);
 }
 
 // LeNet's conv1 weight gradient (1 x 32 x 32 -> 6 x 28 x 28, 5x5) over 16 images: 117,600
@@ -144,12 +140,7 @@ void BM_conv5_dw(benchmark::State& state, lowbit::Isa isa) {
       state.SkipWithError("result differs from the reference");
       return;
     }
-  for (auto _ : state) {
-    t->conv5_dw_f32(a);
-    benchmark::DoNotOptimize(dw.data());
-  }
-  state.counters["GFLOPS"] = benchmark::Counter(2.0 * oc * c * 25 * oh * ow * n * double(state.iterations()) / 1e9,
-                                                benchmark::Counter::kIsRate);
+  time_gflops(state, [&] { t->conv5_dw_f32(a); }, dw.data(), double(oc) * c * 25 * oh * ow * n);
 }
 
 int reg = [] {

@@ -163,7 +163,8 @@ void gather_batch(const Dataset& d, const std::vector<int>& idx, int begin, int 
   x.resize({B, 1, 32, 32});
   y.resize(size_t(B));
   // Threads copy the equal slices of the batch that Sequential's threads then take (for a batch
-  // of whole tiles): each image lands in the cache of the core that reads it.
+  // of whole tiles): each image lands in the cache of the core that reads it. Fewer than 16
+  // images (4 KB each) per thread are not worth a parallel region.
   run_threads(std::min(threads(), std::max(1, B / 16)), [&](int th, int nth) {
     const Slice s = thread_slice(B, th, nth);
     for (int i = s.begin; i < s.end; ++i) {
