@@ -36,7 +36,7 @@ std::string layer_label(const Sequential& m, size_t i) {
 }
 
 // Turns the layer list into ops; fuses ReLU; rejects what the engine cannot run.
-std::vector<Step> plan_ops(const Sequential& m, std::vector<std::string>& notes) {
+std::vector<Step> plan_ops(const Sequential& m, bool observe_after_pool, std::vector<std::string>& notes) {
   std::vector<Step> steps;
   for (size_t i = 0; i < m.size(); ++i) {
     const Layer& l = m.layer(i);
@@ -84,6 +84,9 @@ std::vector<Step> plan_ops(const Sequential& m, std::vector<std::string>& notes)
           ++i;
         }
       }
+      // A max pool next stores only its maxima, in the op's scale: calibrate on them.
+      const auto* pool = i + 1 < m.size() ? dynamic_cast<const Pool2d*>(&m.layer(i + 1)) : nullptr;
+      if (observe_after_pool && pool && pool->kind == PoolKind::max) s.act_index = i + 2;
     }
     steps.push_back(std::move(s));
   }
@@ -427,7 +430,7 @@ QModel quantize_model(Sequential& fp32, const Tensor& calib_images, const PtqCon
   validate(cfg);
   const auto t_start = Clock::now();
   std::vector<std::string> notes;
-  std::vector<Step> steps = plan_ops(fp32, notes);
+  std::vector<Step> steps = plan_ops(fp32, cfg.observe_after_pool, notes);
 
   // Calibration images: (N, input_shape...), N >= 1.
   if (calib_images.rank() == 0 || calib_images.dim(0) == 0)
@@ -440,7 +443,7 @@ QModel quantize_model(Sequential& fp32, const Tensor& calib_images, const PtqCon
   }
   const int N = calib_images.dim(0);
 
-  // Observers: 0 = network input, then one per weighted op's (post-ReLU) output.
+  // Observers: 0 = network input, then one per weighted op's (post-ReLU, post-max-pool) output.
   std::vector<TensorObserver> obs;
   std::vector<size_t> obs_act;  // Sequential::activation index
   std::vector<Calibrator> obs_cal;
@@ -573,6 +576,7 @@ QModel quantize_model(Sequential& fp32, const Tensor& calib_images, const PtqCon
             {"calib_batch", cfg.calib_batch},
             {"kl_despike", cfg.kl_despike},
             {"sigma_nonzero", cfg.sigma_nonzero},
+            {"observe_after_pool", cfg.observe_after_pool},
             {"weight_clip", weight_clip_mse(cfg) ? "mse" : "max"},
             {"bias_correction", bias_correction},
             {"tensors", tensors},

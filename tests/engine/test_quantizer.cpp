@@ -481,6 +481,58 @@ TEST(Quantizer, ThreeSigmaOverNonZeroValues) {
   }
 }
 
+// min(max, mean + 3 std) of the non-zero values.
+double three_sigma_hi_nonzero(const std::vector<float>& v) {
+  double sum = 0, sq = 0, n = 0, mx = 0;
+  for (float x : v)
+    if (x != 0.0f) sum += x, n += 1, mx = std::max<double>(mx, x);
+  const double mean = sum / n;
+  for (float x : v)
+    if (x != 0.0f) sq += (x - mean) * (x - mean);
+  return std::min(mx, mean + 3 * std::sqrt(sq / n));
+}
+
+TEST(Quantizer, ALayerBeforeAMaxPoolCalibratesOnThePooledValues) {
+  // conv 1x1 (weight 1) -> ReLU -> 2x2 max pool -> flatten -> linear, on 2x2 inputs: the pool
+  // keeps the largest of each four values, whose moments differ from those of all four.
+  Sequential m;
+  m.architecture = "conv-pool";
+  m.input_shape = {1, 2, 2};
+  m.add(std::make_unique<Conv2d>(1, 1, 1), "conv");
+  dynamic_cast<Conv2d&>(m.layer(0)).weight[0] = 1.0f;
+  m.add(std::make_unique<Activation>(ActKind::relu), "relu");
+  m.add(std::make_unique<Pool2d>(PoolKind::max, 2, 2), "pool");
+  m.add(std::make_unique<Flatten>(), "flatten");
+  m.add(std::make_unique<Linear>(1, 1), "fc");
+  dynamic_cast<Linear&>(m.layer(4)).weight[0] = 1.0f;
+  const int n = 5000;
+  const Tensor e = exp_values(4 * n, false);
+  Tensor x({n, 1, 2, 2});
+  std::vector<float> all, pooled;
+  for (int i = 0; i < n; ++i) {
+    float mx = 0.0f;
+    for (int j = 0; j < 4; ++j) {
+      const float v = (i + j) % 3 == 0 ? -e[4 * i + j] : e[4 * i + j];  // ReLU zeroes a third
+      x[4 * i + j] = v;
+      all.push_back(std::max(v, 0.0f));
+      mx = std::max(mx, v);
+    }
+    pooled.push_back(mx);
+  }
+  const double hi_pooled = three_sigma_hi_nonzero(pooled), hi_all = three_sigma_hi_nonzero(all);
+  ASSERT_GT(hi_pooled, hi_all + 0.5) << "test data do not separate the two tensors";
+  for (bool after : {true, false}) {
+    PtqConfig cfg;
+    cfg.calibrator = Calibrator::ThreeSigma;
+    cfg.observe_after_pool = after;
+    QModel q = quantize_model(m, x, cfg);
+    EXPECT_NEAR(q.info["tensors"][1]["clip"][1].get<double>(), after ? hi_pooled : hi_all, 1e-4) << "after " << after;
+    cfg.calibrator = Calibrator::Max;  // the pool keeps the maximum: the same clip either way
+    q = quantize_model(m, x, cfg);
+    EXPECT_FLOAT_EQ(q.info["tensors"][1]["clip"][1].get<float>(), *std::max_element(all.begin(), all.end()));
+  }
+}
+
 TEST(Quantizer, OneSidedAffineTensorsCalibrateWithTheirLevels) {
   Fixture& f = trained();
   for (Scheme s : {Scheme::Affine, Scheme::Symmetric}) {

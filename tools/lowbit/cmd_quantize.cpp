@@ -25,7 +25,7 @@ struct QuantizeOpts {
   std::string calibrator = "kl", input_calibrator = "max", scheme = "affine", rounding = "nearest";
   std::string requant = "fixedpoint", weight_clip = "auto", bias_correction = "auto";
   int wbits = 8, abits = 8, abc_bases = 0, samples = 1000, calib_batch = 256;
-  bool per_channel = false, kl_no_despike = false, sigma_all_values = false;
+  bool per_channel = false, kl_no_despike = false, sigma_all_values = false, observe_before_pool = false;
   double percentile = 99.99;
 };
 
@@ -65,6 +65,7 @@ PtqConfig make_config(const QuantizeOpts& o) {
   c.calib_batch = o.calib_batch;
   c.kl_despike = !o.kl_no_despike;
   c.sigma_nonzero = !o.sigma_all_values;
+  c.observe_after_pool = !o.observe_before_pool;
   if (o.bias_correction != "auto" && o.bias_correction != "on" && o.bias_correction != "off")
     throw Error("--bias-correction: unknown '" + o.bias_correction + "' (allowed: auto, on, off)");
   c.bias_correction = o.bias_correction;
@@ -241,6 +242,7 @@ void run_quantize(const QuantizeOpts& o) {
                           {"percentile", cfg.percentile},
                           {"kl_despike", cfg.kl_despike},
                           {"sigma_nonzero", cfg.sigma_nonzero},
+                          {"observe_after_pool", cfg.observe_after_pool},
                           {"weight_clip", q.info["weight_clip"]},
                           {"bias_correction", q.info["bias_correction"]}}},
                         {"input", input},
@@ -283,6 +285,9 @@ void add_quantize_command(CLI::App& app) {
       ->capture_default_str();
   q->add_flag("--sigma-all-values", qo.sigma_all_values,
               "3sigma: mean and std over all values, zeros included (default: the non-zero values)");
+  q->add_flag("--observe-before-pool", qo.observe_before_pool,
+              "Calibrate a layer followed by a max pool on its own output (default: on the pool's output, the "
+              "values the engine stores)");
   q->add_option("--samples", qo.samples, "Calibration images: the first N training images")->capture_default_str();
   q->add_option("--calib-batch", qo.calib_batch, "Images per forward pass during calibration")->capture_default_str();
   q->add_option("--out,-o", qo.out, "Quantized model file to write")->required();
