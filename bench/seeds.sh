@@ -8,8 +8,8 @@
 # share of seeds >= TARGET (default 89.6), and the difference of the means with its standard
 # error. lowbit takes ~5 s per seed here, PyTorch ~35 s. --ptq also quantizes each lowbit model
 # to w8a8 per-tensor with each of the five calibrators (`lowbit quantize`, ~4 s per seed) and
-# prints the accuracy drops per calibrator. JSON of every run is kept in $OUT
-# (default /tmp/lowbit-seeds).
+# prints the accuracy drops per calibrator ($PTQ_FLAGS adds flags to `lowbit quantize`, e.g.
+# --observe-before-pool). JSON of every run is kept in $OUT (default /tmp/lowbit-seeds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 usage() { echo "usage: $0 FIRST LAST [--lowbit-only] [--ptq]" >&2; exit 2; }
@@ -28,7 +28,8 @@ for s in $(seq "$FIRST" "$LAST"); do
   build/lowbit train --seed "$s" --threads 2 -q -o "$OUT/lowbit_$s.safetensors" --json "$OUT/lowbit_$s.json" >/dev/null
   if [ -n "$PTQ" ]; then
     for c in $CALIBRATORS; do
-      build/lowbit quantize "$OUT/lowbit_$s.safetensors" --calibrator "$c" --threads 2 -q \
+      # shellcheck disable=SC2086 # PTQ_FLAGS holds several words
+      build/lowbit quantize "$OUT/lowbit_$s.safetensors" --calibrator "$c" --threads 2 -q ${PTQ_FLAGS:-} \
         -o "$OUT/lowbit_${s}_w8a8_$c.safetensors" --json "$OUT/ptq_${s}_$c.json" >/dev/null
     done
   fi
