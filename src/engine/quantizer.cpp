@@ -516,6 +516,8 @@ QModel quantize_model(Sequential& fp32, const Tensor& calib_images, const PtqCon
                                    : calibrate_tensor(obs[o], obs_cal[o], cfg);
     act_qp[o] = choose_qparams(r.lo, r.hi, cfg.abits, cfg.act_scheme, false, obs_name[o]);
     tensors.push_back(tensor_info(obs_name[o], obs_cal[o], obs[o], r, act_qp[o]));
+    // The FP32 activation calibrated (activation a is the output of layer a - 1).
+    tensors.back()["observed_at"] = obs_act[o] == 0 ? "input" : fp32.name(obs_act[o] - 1);
     if (calibrator_needs_histogram(obs_cal[o])) tensors.back()["calibration_bits"] = calibration_bits(obs[o], cfg);
   }
   const double t_calibrate = seconds_since(t0);

@@ -527,6 +527,8 @@ TEST(Quantizer, ALayerBeforeAMaxPoolCalibratesOnThePooledValues) {
     cfg.observe_after_pool = after;
     QModel q = quantize_model(m, x, cfg);
     EXPECT_NEAR(q.info["tensors"][1]["clip"][1].get<double>(), after ? hi_pooled : hi_all, 1e-4) << "after " << after;
+    EXPECT_EQ(q.info["tensors"][1]["observed_at"], after ? "pool" : "relu");
+    EXPECT_EQ(q.info["tensors"][0]["observed_at"], "input");
     cfg.calibrator = Calibrator::Max;  // the pool keeps the maximum: the same clip either way
     q = quantize_model(m, x, cfg);
     EXPECT_FLOAT_EQ(q.info["tensors"][1]["clip"][1].get<float>(), *std::max_element(all.begin(), all.end()));

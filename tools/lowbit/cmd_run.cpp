@@ -159,13 +159,6 @@ struct Runner {
     if (g_interrupted) skip("training epochs after " + std::to_string(epochs.size()));
   }
 
-  // The name of the FP32 activation a quantized op's output stands for (after its fused ReLU).
-  std::string activation_name(const QOp& op) {
-    for (size_t i = 0; i < fp32.size(); ++i)
-      if (fp32.name(i) == op.name) return op.relu && i + 1 < fp32.size() ? fp32.name(i + 1) : op.name;
-    return op.name;
-  }
-
   void stats() {
     Tensor x = first_images(train_set, cfg["stats"]["samples"]);
     ModelStats ms = model_stats(fp32, x, cfg["stats"]["bins"]);
@@ -176,9 +169,13 @@ struct Runner {
       pc.calibrator = parse_calibrator(name.get<std::string>());
       QModel q = quantize_model(fp32, x, pc);
       thresholds["input"][name.get<std::string>()] = q.input.scale * static_cast<float>(q.input.qmax() - q.input.zero_point);
+      // Weighted ops in order match q.info's tensors 1.. (0 is the input), which name the FP32
+      // activation each range was calibrated on (after a fused ReLU, or a max pool).
+      size_t k = 1;
       for (const QOp& op : q.ops)
         if (op.weighted())
-          thresholds[activation_name(op)][name.get<std::string>()] = op.out.scale * static_cast<float>(op.out.qmax() - op.out.zero_point);
+          thresholds[q.info["tensors"][k++]["observed_at"].get<std::string>()][name.get<std::string>()] =
+              op.out.scale * static_cast<float>(op.out.qmax() - op.out.zero_point);
     }
     Json tensors = Json::array();
     auto add = [&](const TensorStats& t, const char* kind) {
