@@ -511,7 +511,10 @@ struct ConvI32Case {
 
 std::vector<ConvI32Case> conv_i32_cases(Rng& rng) {
   std::vector<ConvI32Case> out = {{4, 6, 14, 14, 5, 5, 16}, {1, 1, 32, 32, 5, 5, 6},  {3, 16, 5, 5, 5, 5, 120},
-                                  {2, 3, 8, 8, 3, 3, 17},   {1, 2, 20, 20, 1, 1, 9}, {1, 40, 4, 4, 4, 4, 8}};
+                                  {2, 3, 8, 8, 3, 3, 17},   {1, 2, 20, 20, 1, 1, 9}, {1, 40, 4, 4, 4, 4, 8},
+                                  // a k-block whose taps and pixel pattern span exactly 65 bytes
+                                  // (one past the AVX-512 kernel's one-window load)
+                                  {2, 1, 3, 29, 2, 3, 5},   {1, 1, 13, 5, 2, 5, 12}};
   for (int it = 0; it < 80; ++it) {
     ConvI32Case s;
     s.nb = 1 + static_cast<int>(rng.below(3));
