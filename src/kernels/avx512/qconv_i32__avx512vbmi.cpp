@@ -26,10 +26,10 @@ using avx512::dpbusd_bcast;
 
 constexpr int kMaxTaps = 1024 / 4, kMaxTiles = 1024 / 16;  // qconv_i32_fits' limits
 
-// How a k-block's operand is built. One window: its four taps lie within `span` bytes of the
-// lowest, and span + the tile's pixel pattern fit in 64 bytes, so one load at that tap and one
-// vpermb (pattern + each tap's distance from it) give the operand. Else (taps in different
-// channel planes, or far apart) four loads and two vpermi2b, one table per tap.
+// How a k-block's operand is built. One window: the distance from its lowest to its highest tap
+// plus the widest pixel pattern stays below 64, so one load at the lowest tap and one vpermb
+// (pattern + each tap's distance from it) give the operand. Else (taps in different channel
+// planes, or far apart) four loads and two vpermi2b, one table per tap.
 struct KBlock {
   int32_t lo;      // lowest tap offset (one window), or -1: four loads
   uint32_t delta;  // byte t = offset of tap t - lo, added to every pixel's index quad
